@@ -10,3 +10,6 @@
 pub mod ortc;
 pub mod rtp_parameters;
 pub mod supported_rtp_capabilities;
+
+pub mod rtcp;
+pub mod rtp;
