@@ -2,14 +2,29 @@
 //! Transport, Producer, Consumer), so that the unmodified `mediasoup-client`
 //! in a browser can publish to it and consume from it.
 //!
-//! This crate depends on nothing above it: the backend drives it through its
-//! public API and its events. Protocol state is sans-IO: state machines take
-//! `now` and bytes in and give bytes, timeouts and events out.
+//! This crate depends on nothing above it: the backend drives it through
+//! [`Worker`] and hears from it through [`WorkerEvent`]s. Protocol state is
+//! sans-IO: state machines take `now` and bytes in and give bytes, timeouts
+//! and events out; the worker thread is a thin driver around them.
 #![forbid(unsafe_code)]
 
+mod ids;
 pub mod ortc;
-pub mod rtp_parameters;
-pub mod supported_rtp_capabilities;
-
+pub mod router;
 pub mod rtcp;
 pub mod rtp;
+pub mod rtp_parameters;
+pub mod supported_rtp_capabilities;
+pub mod transport;
+mod worker;
+
+pub use ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
+pub use router::{
+    ActiveSpeakerObserverOptions, AudioLevel, AudioLevelObserverOptions, ConsumeError,
+    ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType, ProduceError, ProducerOptions,
+    ProducerStreamStats, ProducerType,
+};
+pub use worker::{
+    CallError, ConsumerInfo, ProducerInfo, TransportStats, WebRtcTransportInfo, Worker,
+    WorkerError, WorkerEvent, WorkerSettings,
+};

@@ -1,0 +1,681 @@
+//! Consumer: an outgoing track, fed by one producer. Picks which of the
+//! producer's encodings to forward (simulcast), drops temporal layers above
+//! the preferred one, rewrites SSRC, sequence numbers, timestamps (and VP8
+//! picture ids across switches) so that the receiver sees one continuous
+//! stream through pauses and switches, keeps what it sent for NACKs (sent
+//! back as RTX when negotiated) and reports on the receiver's view.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::producer::{Producer, ProducerType, RateMeter, Received};
+use crate::ids::{ConsumerId, ProducerId};
+use crate::ortc;
+use crate::rtcp::{
+    rtt_from_report, NtpTime, ReportBlock, SenderInfo, SenderReport, SourceDescription,
+};
+use crate::rtp::{
+    rtx_encapsulate, RetransmissionBuffer, RtpPacket, RtpPacketMut, SeqRewriter, TsRewriter,
+    Vp8Descriptor, Vp8Rewriter,
+};
+use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, ScalabilityMode};
+
+/// Spatial and temporal layer of a simulcast or SVC stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerLayers {
+    pub spatial_layer: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal_layer: Option<u8>,
+}
+
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConsumerOptions {
+    pub producer_id: ProducerId,
+    /// The receiving device's capabilities (mediasoup-client `device.rtpCapabilities`).
+    pub rtp_capabilities: RtpCapabilities,
+    /// Start paused; resume once the client has set up its side. Default true.
+    pub paused: bool,
+    /// For simulcast/SVC: the layers to forward when bandwidth allows.
+    /// Default: the highest.
+    pub preferred_layers: Option<ConsumerLayers>,
+}
+
+impl ConsumerOptions {
+    pub fn new(producer_id: ProducerId, rtp_capabilities: RtpCapabilities) -> Self {
+        Self {
+            producer_id,
+            rtp_capabilities,
+            paused: true,
+            preferred_layers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerType {
+    Simple,
+    Simulcast,
+    Svc,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("producer {0} not found")]
+    ProducerNotFound(ProducerId),
+    #[error("transport {0} not found")]
+    TransportNotFound(String),
+    #[error("the device cannot consume producer {0}")]
+    CannotConsume(ProducerId),
+    #[error("invalid rtpCapabilities: {0}")]
+    InvalidCapabilities(#[from] ortc::ValidationError),
+    #[error("consumer parameters: {0}")]
+    Parameters(#[from] ortc::ConsumerParametersError),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStats {
+    pub ssrc: u32,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub packets_retransmitted: u64,
+    pub nack_count: u64,
+    pub pli_count: u64,
+    pub fraction_lost: u8,
+    pub packets_lost: i64,
+    pub round_trip_time_ms: Option<f64>,
+    pub bitrate: u64,
+    pub score: u8,
+}
+
+/// What a consumer needs from the router after handling something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ConsumerNeeds {
+    /// Ask the producer for a key frame of this encoding.
+    pub key_frame: Option<usize>,
+    /// The forwarded layers changed (emit `consumerLayersChanged`).
+    pub layers_changed: bool,
+}
+
+const MAX_PACKET: usize = 1500;
+/// Enough for ~2 s of a 2 Mbps stream of 1200-byte packets.
+const RTX_BUFFER_PACKETS: usize = 512;
+
+pub(crate) struct Consumer {
+    #[allow(dead_code)] // kept for dumps and logs
+    pub id: ConsumerId,
+    pub producer_id: ProducerId,
+    pub kind: MediaKind,
+    pub r#type: ConsumerType,
+    pub rtp_parameters: RtpParameters,
+    pub paused: bool,
+    pub producer_paused: bool,
+    pub priority: u8,
+    pub preferred: ConsumerLayers,
+    /// The encoding being forwarded (`None` until the first key frame).
+    pub current_spatial: Option<usize>,
+    pub target_spatial: usize,
+    current_temporal: Option<u8>,
+    encodings: usize,
+    temporal_layers: u8,
+    ssrc: u32,
+    rtx: Option<(u32, u8)>,
+    /// Media payload type -> RTX payload type.
+    rtx_pt_for: Vec<(u8, u8)>,
+    rtx_seq: u16,
+    allowed_ext: [bool; 256],
+    seq: SeqRewriter,
+    ts: TsRewriter,
+    vp8: Option<Vp8Rewriter>,
+    /// Video must start (and restart after a pause) on a key frame.
+    key_frame_required: bool,
+    buffer: Option<RetransmissionBuffer>,
+    rtt: Option<Duration>,
+    packets: u64,
+    bytes: u64,
+    retransmitted: u64,
+    nack_count: u64,
+    pli_count: u64,
+    fraction_lost: u8,
+    packets_lost: i64,
+    meter: RateMeter,
+    /// Newest output timestamp and when it was sent (for SR timestamps).
+    last_sent: Option<(u32, Instant)>,
+    clock_rate: u32,
+    cname: String,
+    pub(crate) score: u8,
+}
+
+impl Consumer {
+    pub(crate) fn new(
+        id: ConsumerId,
+        producer: &Producer,
+        options: &ConsumerOptions,
+        mid: String,
+    ) -> Result<Self, ConsumeError> {
+        ortc::validate_rtp_capabilities(&options.rtp_capabilities)?;
+        if !ortc::can_consume(
+            &producer.consumable_rtp_parameters,
+            &options.rtp_capabilities,
+        )? {
+            return Err(ConsumeError::CannotConsume(producer.id));
+        }
+        let mut params = ortc::get_consumer_rtp_parameters(
+            &producer.consumable_rtp_parameters,
+            &options.rtp_capabilities,
+            false,
+        )?;
+        params.mid = Some(mid);
+        let encoding = params.encodings.first().cloned().unwrap_or_default();
+        let ssrc = encoding.ssrc.unwrap_or_else(rand::random);
+        let mode = ScalabilityMode::parse_or_default(encoding.scalability_mode.as_deref());
+        let media = params
+            .codecs
+            .iter()
+            .find(|c| !c.mime_type.to_ascii_lowercase().ends_with("/rtx"))
+            .ok_or(ConsumeError::CannotConsume(producer.id))?
+            .clone();
+        let rtx_pt_for: Vec<(u8, u8)> = params
+            .codecs
+            .iter()
+            .filter(|c| c.mime_type.to_ascii_lowercase().ends_with("/rtx"))
+            .filter_map(|c| {
+                let apt = c.parameters.get("apt")?.as_integer()?;
+                Some((u8::try_from(apt).ok()?, c.payload_type))
+            })
+            .collect();
+        let rtx = encoding
+            .rtx
+            .as_ref()
+            .and_then(|r| rtx_pt_for.first().map(|(_, pt)| (r.ssrc, *pt)));
+        let mut allowed_ext = [false; 256];
+        for e in &params.header_extensions {
+            allowed_ext[usize::from(e.id)] = true;
+        }
+        let nack = media
+            .rtcp_feedback
+            .iter()
+            .any(|f| f.r#type == "nack" && f.parameter.is_empty());
+        let r#type = match producer.r#type {
+            ProducerType::Simple => ConsumerType::Simple,
+            ProducerType::Simulcast => ConsumerType::Simulcast,
+            ProducerType::Svc => ConsumerType::Svc,
+        };
+        let encodings = producer.encoding_count().max(1);
+        let max_spatial = (encodings - 1) as u8;
+        let preferred = options.preferred_layers.unwrap_or(ConsumerLayers {
+            spatial_layer: max_spatial,
+            temporal_layer: None,
+        });
+        let is_vp8 = media.mime_type.eq_ignore_ascii_case("video/vp8");
+        Ok(Self {
+            id,
+            producer_id: producer.id,
+            kind: producer.kind,
+            r#type,
+            rtp_parameters: params.clone(),
+            paused: options.paused,
+            producer_paused: producer.paused,
+            priority: 1,
+            preferred,
+            current_spatial: None,
+            target_spatial: usize::from(preferred.spatial_layer.min(max_spatial)),
+            current_temporal: None,
+            encodings,
+            temporal_layers: mode.temporal_layers.max(1),
+            ssrc,
+            rtx,
+            rtx_pt_for,
+            rtx_seq: rand::random(),
+            allowed_ext,
+            seq: SeqRewriter::new(rand::random::<u16>() & 0x7fff),
+            ts: TsRewriter::new(media.clock_rate),
+            vp8: (is_vp8 && r#type == ConsumerType::Simulcast).then(Vp8Rewriter::new),
+            key_frame_required: producer.kind == MediaKind::Video,
+            buffer: (nack && producer.kind == MediaKind::Video).then(|| {
+                RetransmissionBuffer::new(
+                    RTX_BUFFER_PACKETS,
+                    MAX_PACKET + 64,
+                    Duration::from_secs(2),
+                )
+            }),
+            rtt: None,
+            packets: 0,
+            bytes: 0,
+            retransmitted: 0,
+            nack_count: 0,
+            pli_count: 0,
+            fraction_lost: 0,
+            packets_lost: 0,
+            meter: RateMeter::new(),
+            last_sent: None,
+            clock_rate: media.clock_rate,
+            cname: params
+                .rtcp
+                .cname
+                .clone()
+                .unwrap_or_else(|| "sfu".to_string()),
+            score: 10,
+        })
+    }
+
+    pub(crate) fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    pub(crate) fn rtx_ssrc(&self) -> Option<u32> {
+        self.rtx.map(|(s, _)| s)
+    }
+
+    fn active(&self) -> bool {
+        !self.paused && !self.producer_paused
+    }
+
+    /// The layers being forwarded, for `consumerLayersChanged`.
+    pub(crate) fn current_layers(&self) -> Option<ConsumerLayers> {
+        if self.r#type == ConsumerType::Simple {
+            return None;
+        }
+        self.current_spatial.map(|s| ConsumerLayers {
+            spatial_layer: s as u8,
+            temporal_layer: Some(self.current_temporal.unwrap_or(self.temporal_layers - 1)),
+        })
+    }
+
+    /// Resumes or pauses (by the client). A resumed video consumer waits
+    /// for a key frame, which it asks for.
+    pub(crate) fn set_paused(&mut self, paused: bool) -> ConsumerNeeds {
+        let was_active = self.active();
+        self.paused = paused;
+        self.on_activity_change(was_active)
+    }
+
+    pub(crate) fn set_producer_paused(&mut self, paused: bool) -> ConsumerNeeds {
+        let was_active = self.active();
+        self.producer_paused = paused;
+        self.on_activity_change(was_active)
+    }
+
+    fn on_activity_change(&mut self, was_active: bool) -> ConsumerNeeds {
+        let mut needs = ConsumerNeeds::default();
+        if self.active() && !was_active {
+            self.seq.sync();
+            self.ts.sync();
+            if let Some(v) = &mut self.vp8 {
+                v.sync();
+            }
+            if self.kind == MediaKind::Video {
+                self.key_frame_required = true;
+                self.current_spatial = None;
+                needs.key_frame = Some(self.target_spatial);
+            }
+        }
+        needs
+    }
+
+    pub(crate) fn set_preferred_layers(
+        &mut self,
+        layers: ConsumerLayers,
+        producer: &Producer,
+        now: Instant,
+    ) -> ConsumerNeeds {
+        self.preferred = layers;
+        self.update_layers(producer, now)
+    }
+
+    /// Picks the encoding to forward: the preferred one, or the best lower
+    /// one that is active. Asks for a key frame of a new target.
+    pub(crate) fn update_layers(&mut self, producer: &Producer, now: Instant) -> ConsumerNeeds {
+        let mut needs = ConsumerNeeds::default();
+        if self.r#type != ConsumerType::Simulcast {
+            return needs;
+        }
+        let max = self.encodings - 1;
+        let mut target = usize::from(self.preferred.spatial_layer).min(max);
+        while target > 0 && !producer.encoding_active(target, now) {
+            target -= 1;
+        }
+        if target != self.target_spatial {
+            self.target_spatial = target;
+            if self.active() && self.current_spatial != Some(target) {
+                needs.key_frame = Some(target);
+            }
+        }
+        // The forwarded layer stopped: switch down without waiting.
+        if let Some(cur) = self.current_spatial {
+            if !producer.encoding_active(cur, now) && cur != target {
+                self.current_spatial = None;
+                self.key_frame_required = true;
+                needs.key_frame = Some(target);
+                needs.layers_changed = true;
+            }
+        }
+        needs
+    }
+
+    /// Forwards one packet of the producer (already in the router's
+    /// namespace) into `out`; returns its length, or `None` when this
+    /// consumer does not send it.
+    pub(crate) fn forward(
+        &mut self,
+        now: Instant,
+        rx: &Received,
+        packet: &[u8],
+        out: &mut [u8],
+        needs: &mut ConsumerNeeds,
+    ) -> Option<usize> {
+        if !self.active() || rx.paused {
+            return None;
+        }
+        if self.r#type == ConsumerType::Simulcast {
+            if self.current_spatial != Some(rx.encoding) {
+                if rx.encoding != self.target_spatial || !rx.key_frame {
+                    return None;
+                }
+                // Switch at a key frame of the target layer.
+                self.current_spatial = Some(rx.encoding);
+                self.seq.sync();
+                self.ts.sync();
+                if let Some(v) = &mut self.vp8 {
+                    v.sync();
+                }
+                self.key_frame_required = false;
+                needs.layers_changed = true;
+            }
+        } else if rx.encoding != 0 && self.r#type == ConsumerType::Simple {
+            return None;
+        }
+        if self.key_frame_required {
+            if !rx.key_frame {
+                return None;
+            }
+            self.key_frame_required = false;
+            self.current_spatial.get_or_insert(rx.encoding);
+        }
+        let len = packet.len();
+        if len > out.len() {
+            return None;
+        }
+        let seq_in = RtpPacket::parse(packet).ok()?.sequence_number();
+        if let (Some(max_tl), Some(tl)) = (self.preferred.temporal_layer, rx.temporal_layer) {
+            if tl > max_tl {
+                self.seq.drop_packet(seq_in);
+                if let Some(v) = &mut self.vp8 {
+                    if let Ok(d) = Vp8Descriptor::parse(RtpPacket::parse(packet).ok()?.payload()) {
+                        if let Some(pid) = d.picture_id {
+                            v.drop_picture(pid.value);
+                        }
+                    }
+                }
+                return None;
+            }
+        }
+        let seq_out = self.seq.input(seq_in)?;
+        out[..len].copy_from_slice(packet);
+        let allowed = &self.allowed_ext;
+        let mut p = RtpPacketMut::parse(&mut out[..len]).ok()?;
+        let ts_out = self.ts.input(p.view().timestamp(), now);
+        p.set_ssrc(self.ssrc);
+        p.set_sequence_number(seq_out);
+        p.set_timestamp(ts_out);
+        p.remap_extension_ids(|id| allowed[usize::from(id)].then_some(id))
+            .ok()?;
+        if let Some(v) = &mut self.vp8 {
+            if let Ok(d) = Vp8Descriptor::parse(p.view().payload()) {
+                let _ = v.rewrite(p.payload_mut(), &d);
+            }
+        }
+        if let Some(b) = &mut self.buffer {
+            let _ = b.insert(seq_out, &out[..len], now);
+        }
+        self.packets += 1;
+        self.bytes += len as u64;
+        self.meter.add(now, len);
+        self.last_sent = Some((ts_out, now));
+        Some(len)
+    }
+
+    /// Answers a NACK for `seq`: the stored packet, as RTX when
+    /// negotiated, into `out`.
+    pub(crate) fn retransmit(&mut self, now: Instant, seq: u16, out: &mut [u8]) -> Option<usize> {
+        let min_interval = self
+            .rtt
+            .unwrap_or(Duration::from_millis(20))
+            .min(Duration::from_millis(200));
+        let rtx = self.rtx;
+        let pt_map = &self.rtx_pt_for;
+        let buffer = self.buffer.as_mut()?;
+        let stored = buffer.retransmit(seq, now, min_interval)?;
+        let n = match rtx {
+            Some((rtx_ssrc, default_pt)) => {
+                let media_pt = RtpPacket::parse(stored).ok()?.payload_type();
+                let rtx_pt = pt_map
+                    .iter()
+                    .find(|(m, _)| *m == media_pt)
+                    .map_or(default_pt, |(_, r)| *r);
+                self.rtx_seq = self.rtx_seq.wrapping_add(1);
+                rtx_encapsulate(stored, rtx_ssrc, rtx_pt, self.rtx_seq, out).ok()?
+            }
+            None => {
+                if stored.len() > out.len() {
+                    return None;
+                }
+                out[..stored.len()].copy_from_slice(stored);
+                stored.len()
+            }
+        };
+        self.retransmitted += 1;
+        Some(n)
+    }
+
+    pub(crate) fn note_nack(&mut self) {
+        self.nack_count += 1;
+    }
+
+    pub(crate) fn note_key_frame_request(&mut self) -> ConsumerNeeds {
+        self.pli_count += 1;
+        ConsumerNeeds {
+            key_frame: self.current_spatial.or(Some(self.target_spatial)),
+            layers_changed: false,
+        }
+    }
+
+    /// A report block from the receiver about our stream.
+    pub(crate) fn receive_report(&mut self, block: &ReportBlock, now_ntp: NtpTime) {
+        self.fraction_lost = block.fraction_lost;
+        self.packets_lost = i64::from(block.cumulative_lost);
+        if let Some(rtt) = rtt_from_report(now_ntp, block.last_sr, block.delay_since_last_sr) {
+            self.rtt = Some(rtt);
+        }
+        // mediasoup-style 0..10 score from the loss fraction.
+        let loss = f64::from(block.fraction_lost) / 256.0;
+        self.score = (10.0 - loss * 40.0).clamp(0.0, 10.0).round() as u8;
+    }
+
+    /// A sender report (with SDES CNAME) for this stream, into `out`.
+    pub(crate) fn write_sender_report(&self, now: Instant, now_ntp: NtpTime, out: &mut Vec<u8>) {
+        let Some((ts, at)) = self.last_sent else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(at);
+        let ticks = (elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000) as u32;
+        let info = SenderInfo {
+            ntp: now_ntp,
+            rtp_timestamp: ts.wrapping_add(ticks),
+            packet_count: self.packets as u32,
+            octet_count: self.bytes as u32,
+        };
+        let mut item = [0u8; 28];
+        if let Ok(n) = SenderReport::write(&mut item, self.ssrc, &info, &[]) {
+            out.extend_from_slice(&item[..n]);
+        }
+        let mut sdes = [0u8; 300];
+        if let Ok(n) = SourceDescription::write_cname(&mut sdes, self.ssrc, self.cname.as_bytes()) {
+            out.extend_from_slice(&sdes[..n]);
+        }
+    }
+
+    pub(crate) fn stats(&mut self, now: Instant) -> ConsumerStats {
+        ConsumerStats {
+            ssrc: self.ssrc,
+            packet_count: self.packets,
+            byte_count: self.bytes,
+            packets_retransmitted: self.retransmitted,
+            nack_count: self.nack_count,
+            pli_count: self.pli_count,
+            fraction_lost: self.fraction_lost,
+            packets_lost: self.packets_lost,
+            round_trip_time_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            bitrate: self.meter.bitrate(now),
+            score: self.score,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::producer::{ProducerOptions, Received};
+    use super::*;
+    use crate::rtcp::Nack;
+
+    fn device_caps() -> RtpCapabilities {
+        // What mediasoup-client's device reports for Chrome: the router's
+        // codecs (it loads them) with the same payload types.
+        super::super::producer::tests_support::router_caps()
+    }
+
+    fn simple_vp8() -> RtpParameters {
+        serde_json::from_value(serde_json::json!({
+            "mid": "0",
+            "codecs": [
+                {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000,
+                 "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}]},
+                {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}}
+            ],
+            "headerExtensions": [{"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4}],
+            "encodings": [{"ssrc": 1111, "rtx": {"ssrc": 2222}}],
+            "rtcp": {"cname": "c"}
+        }))
+        .unwrap()
+    }
+
+    fn setup() -> (Producer, Consumer) {
+        let caps = device_caps();
+        let producer = Producer::new(
+            ProducerId::new(),
+            ProducerOptions::new(MediaKind::Video, simple_vp8()),
+            &caps,
+        )
+        .unwrap();
+        let options = ConsumerOptions::new(producer.id, caps);
+        let consumer = Consumer::new(ConsumerId::new(), &producer, &options, "1".into()).unwrap();
+        (producer, consumer)
+    }
+
+    const KEY: &[u8] = &[0x10, 0x00, 0x9d, 0x01, 0x2a, 9, 9];
+    const DELTA: &[u8] = &[0x10, 0x01, 0x9d, 0x01, 0x2a, 9, 9];
+
+    fn receive(p: &mut Producer, now: Instant, seq: u16, payload: &[u8]) -> (Received, Vec<u8>) {
+        let mut buf = super::super::producer::tests_support::packet(96, seq, 1111, &[], payload);
+        let len = buf.len();
+        let rx = p.receive_rtp(now, &mut buf, len).unwrap();
+        buf.truncate(rx.len);
+        (rx, buf)
+    }
+
+    #[test]
+    fn a_paused_consumer_sends_nothing_and_resumes_on_a_key_frame() {
+        let (mut p, mut c) = setup();
+        let now = Instant::now();
+        let mut out = [0u8; 1600];
+        let mut needs = ConsumerNeeds::default();
+        let (rx, pkt) = receive(&mut p, now, 10, KEY);
+        assert!(
+            c.forward(now, &rx, &pkt, &mut out, &mut needs).is_none(),
+            "starts paused"
+        );
+        let n = c.set_paused(false);
+        assert_eq!(n.key_frame, Some(0), "resuming asks for a key frame");
+        let (rx, pkt) = receive(&mut p, now, 11, DELTA);
+        assert!(
+            c.forward(now, &rx, &pkt, &mut out, &mut needs).is_none(),
+            "waits for a key frame"
+        );
+        let (rx, pkt) = receive(&mut p, now, 12, KEY);
+        let len = c.forward(now, &rx, &pkt, &mut out, &mut needs).unwrap();
+        let sent = RtpPacket::parse(&out[..len]).unwrap();
+        assert_eq!(sent.ssrc(), c.ssrc());
+        assert_eq!(sent.payload(), KEY);
+        let first = sent.sequence_number();
+        let (rx, pkt) = receive(&mut p, now, 13, DELTA);
+        let len = c.forward(now, &rx, &pkt, &mut out, &mut needs).unwrap();
+        assert_eq!(
+            RtpPacket::parse(&out[..len]).unwrap().sequence_number(),
+            first.wrapping_add(1)
+        );
+
+        // Pause and resume: the sequence continues without a gap.
+        c.set_paused(true);
+        for seq in 14..40 {
+            let (rx, pkt) = receive(&mut p, now, seq, DELTA);
+            assert!(c.forward(now, &rx, &pkt, &mut out, &mut needs).is_none());
+        }
+        c.set_paused(false);
+        let (rx, pkt) = receive(&mut p, now, 40, KEY);
+        let len = c.forward(now, &rx, &pkt, &mut out, &mut needs).unwrap();
+        assert_eq!(
+            RtpPacket::parse(&out[..len]).unwrap().sequence_number(),
+            first.wrapping_add(2)
+        );
+    }
+
+    #[test]
+    fn nacked_packets_are_resent_as_rtx() {
+        let (mut p, mut c) = setup();
+        let now = Instant::now();
+        c.set_paused(false);
+        let mut out = [0u8; 1600];
+        let mut needs = ConsumerNeeds::default();
+        let (rx, pkt) = receive(&mut p, now, 1, KEY);
+        let len = c.forward(now, &rx, &pkt, &mut out, &mut needs).unwrap();
+        let sent = out[..len].to_vec();
+        let seq = RtpPacket::parse(&sent).unwrap().sequence_number();
+        let mut rtx = [0u8; 1600];
+        let n = c.retransmit(now, seq, &mut rtx).unwrap();
+        let r = RtpPacket::parse(&rtx[..n]).unwrap();
+        assert_eq!(Some(r.ssrc()), c.rtx_ssrc());
+        assert_eq!(&r.payload()[..2], &seq.to_be_bytes());
+        assert_eq!(&r.payload()[2..], KEY);
+        assert!(
+            c.retransmit(now, seq, &mut rtx).is_none(),
+            "not resent again within the RTT"
+        );
+        assert!(
+            c.retransmit(now, seq.wrapping_add(5), &mut rtx).is_none(),
+            "never sent"
+        );
+        let _ = Nack::parse;
+    }
+
+    #[test]
+    fn devices_without_the_codec_cannot_consume() {
+        let caps = device_caps();
+        let producer = Producer::new(
+            ProducerId::new(),
+            ProducerOptions::new(MediaKind::Video, simple_vp8()),
+            &caps,
+        )
+        .unwrap();
+        let mut audio_only = caps.clone();
+        audio_only.codecs.retain(|c| c.kind == MediaKind::Audio);
+        let options = ConsumerOptions::new(producer.id, audio_only);
+        assert!(matches!(
+            Consumer::new(ConsumerId::new(), &producer, &options, "0".into()),
+            Err(ConsumeError::CannotConsume(_))
+        ));
+    }
+}

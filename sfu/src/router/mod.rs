@@ -1,0 +1,13 @@
+//! What a router owns, mediasoup's objects on the packet path: producers
+//! (incoming tracks) and consumers (outgoing tracks). The router itself —
+//! capabilities and the producer -> consumers fan-out map — lives in the
+//! worker's engine, which owns every object of its thread.
+
+pub(crate) mod consumer;
+pub(crate) mod producer;
+pub(crate) mod rtp_observer;
+pub(crate) mod transport_cc;
+
+pub use consumer::{ConsumeError, ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType};
+pub use producer::{ProduceError, ProducerOptions, ProducerStreamStats, ProducerType};
+pub use rtp_observer::{ActiveSpeakerObserverOptions, AudioLevel, AudioLevelObserverOptions};
