@@ -21,10 +21,11 @@ mod worker;
 pub use ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
 pub use router::{
     ActiveSpeakerObserverOptions, AudioLevel, AudioLevelObserverOptions, ConsumeError,
-    ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType, ProduceError, ProducerOptions,
-    ProducerStreamStats, ProducerType,
+    ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType, PlainConnectError,
+    PlainConnectParameters, PlainTransportOptions, ProduceError, ProducerOptions,
+    ProducerStreamStats, ProducerType, SrtpParameters, TransportTuple,
 };
 pub use worker::{
-    CallError, ConsumerInfo, ProducerInfo, TransportStats, WebRtcTransportInfo, Worker,
-    WorkerError, WorkerEvent, WorkerSettings,
+    CallError, ConsumerInfo, PlainTransportInfo, ProducerInfo, TransportStats, WebRtcTransportInfo,
+    Worker, WorkerError, WorkerEvent, WorkerSettings,
 };

@@ -4,10 +4,15 @@
 //! worker's engine, which owns every object of its thread.
 
 pub(crate) mod consumer;
+pub(crate) mod plain_transport;
 pub(crate) mod producer;
 pub(crate) mod rtp_observer;
 pub(crate) mod transport_cc;
 
 pub use consumer::{ConsumeError, ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType};
+pub use plain_transport::{
+    PlainConnectError, PlainConnectParameters, PlainTransportOptions, SrtpParameters,
+    TransportTuple,
+};
 pub use producer::{ProduceError, ProducerOptions, ProducerStreamStats, ProducerType};
 pub use rtp_observer::{ActiveSpeakerObserverOptions, AudioLevel, AudioLevelObserverOptions};

@@ -22,10 +22,10 @@ use rtc_srtp::option::{
     srtp_replay_protection,
 };
 use rtc_srtp::protection_profile::ProtectionProfile;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An SRTP protection profile, named as mediasoup names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SrtpProfile {
     /// AEAD_AES_256_GCM (RFC 7714).
     #[serde(rename = "AEAD_AES_256_GCM")]
@@ -75,6 +75,16 @@ impl SrtpProfile {
             SrtpProfile::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
             SrtpProfile::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
         }
+    }
+
+    /// Length of one master key, in bytes.
+    pub fn master_key_len(self) -> usize {
+        self.to_srtp().key_len()
+    }
+
+    /// Length of one master salt, in bytes.
+    pub fn master_salt_len(self) -> usize {
+        self.to_srtp().salt_len()
     }
 
     /// Bytes of DTLS-SRTP keying material this profile needs: two master

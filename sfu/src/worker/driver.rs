@@ -1,7 +1,8 @@
 //! The worker thread: a thin driver around the sans-IO [`Engine`]. It owns
-//! the UDP socket and the clock, feeds datagrams, calls and timeouts in,
-//! and sends what the engine gives out.
+//! the sockets and the clock, feeds datagrams, calls and timeouts in, and
+//! sends what the engine gives out.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -13,10 +14,11 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc as tokio_mpsc;
 
+use super::engine::{SocketChange, Via};
 use super::{Call, Engine, WorkerError, WorkerEvent, WorkerSettings};
-use crate::ids::WorkerId;
+use crate::ids::{TransportId, WorkerId};
 
-const SOCKET: Token = Token(0);
+const SERVER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Longest sleep: the engine's periodic work (RTCP, layer checks) runs at
 /// least this often.
@@ -44,7 +46,7 @@ pub(super) fn start(
     let local_addr = std_socket.local_addr()?;
     let mut socket = UdpSocket::from_std(std_socket);
     poll.registry()
-        .register(&mut socket, SOCKET, Interest::READABLE)?;
+        .register(&mut socket, SERVER, Interest::READABLE)?;
     let announced = settings
         .announced_address
         .clone()
@@ -52,7 +54,17 @@ pub(super) fn start(
     let engine = Engine::new(id, local_addr, announced, events);
     let thread = std::thread::Builder::new()
         .name(format!("sfu-worker-{}", local_addr.port()))
-        .spawn(move || run(poll, socket, calls, engine))?;
+        .spawn(move || {
+            Driver {
+                poll,
+                server: socket,
+                plain: HashMap::new(),
+                tokens: HashMap::new(),
+                next_token: 2,
+                engine,
+            }
+            .run(calls)
+        })?;
     Ok(Started {
         thread,
         waker,
@@ -60,31 +72,75 @@ pub(super) fn start(
     })
 }
 
-fn run(mut poll: Poll, socket: UdpSocket, calls: mpsc::Receiver<Call>, mut engine: Engine) {
-    let mut events = Events::with_capacity(64);
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let now = Instant::now();
-        let sleep = engine
-            .poll_timeout()
-            .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
-            .min(MAX_SLEEP);
-        if let Err(e) = poll.poll(&mut events, Some(sleep)) {
-            if e.kind() != ErrorKind::Interrupted {
-                tracing::error!("worker poll failed: {e}");
+/// A PlainTransport's sockets.
+struct PlainSockets {
+    rtp: (Token, UdpSocket),
+    rtcp: Option<(Token, UdpSocket)>,
+}
+
+struct Driver {
+    poll: Poll,
+    server: UdpSocket,
+    plain: HashMap<TransportId, PlainSockets>,
+    /// Token -> (transport, is the RTCP socket).
+    tokens: HashMap<Token, (TransportId, bool)>,
+    next_token: usize,
+    engine: Engine,
+}
+
+impl Driver {
+    fn run(mut self, calls: mpsc::Receiver<Call>) {
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let now = Instant::now();
+            let sleep = self
+                .engine
+                .poll_timeout()
+                .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
+                .min(MAX_SLEEP);
+            if let Err(e) = self.poll.poll(&mut events, Some(sleep)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!("worker poll failed: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            // Readiness is edge-triggered: drain every socket that fired.
+            self.drain_server(now, &mut buf);
+            for event in events.iter() {
+                if let Some(&(tid, rtcp)) = self.tokens.get(&event.token()) {
+                    self.drain_plain(now, tid, rtcp, &mut buf);
+                }
+            }
+            loop {
+                match calls.try_recv() {
+                    Ok(call) => call(&mut self.engine, now),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        self.engine.stop();
+                        break;
+                    }
+                }
+            }
+            self.apply_socket_changes();
+            self.engine.handle_timeout(now);
+            self.flush();
+            if self.engine.stopped() {
                 return;
             }
         }
-        let now = Instant::now();
-        // Readiness is edge-triggered: drain the socket every time.
+    }
+
+    fn drain_server(&mut self, now: Instant, buf: &mut [u8]) {
         let mut handled = 0;
         loop {
-            match socket.recv_from(&mut buf) {
+            match self.server.recv_from(buf) {
                 Ok((n, from)) => {
-                    engine.handle_datagram(now, from, &buf[..n]);
+                    self.engine.handle_datagram(now, from, &buf[..n]);
                     handled += 1;
                     if handled % FLUSH_EVERY == 0 {
-                        flush(&socket, &mut engine);
+                        self.flush();
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -96,32 +152,96 @@ fn run(mut poll: Poll, socket: UdpSocket, calls: mpsc::Receiver<Call>, mut engin
                 }
             }
         }
+    }
+
+    fn drain_plain(&mut self, now: Instant, tid: TransportId, rtcp: bool, buf: &mut [u8]) {
         loop {
-            match calls.try_recv() {
-                Ok(call) => call(&mut engine, now),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    engine.stop();
-                    break;
+            let Some(sockets) = self.plain.get(&tid) else {
+                return;
+            };
+            let socket = match (rtcp, &sockets.rtcp) {
+                (true, Some((_, s))) => s,
+                _ => &sockets.rtp.1,
+            };
+            match socket.recv_from(buf) {
+                Ok((n, from)) => self
+                    .engine
+                    .handle_plain_datagram(now, tid, rtcp, from, &buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(e) => {
+                    tracing::warn!("plain transport recv failed: {e}");
+                    return;
                 }
             }
         }
-        engine.handle_timeout(now);
-        flush(&socket, &mut engine);
-        if engine.stopped() {
-            return;
+    }
+
+    fn register(
+        &mut self,
+        tid: TransportId,
+        rtcp: bool,
+        socket: std::net::UdpSocket,
+    ) -> Option<(Token, UdpSocket)> {
+        socket.set_nonblocking(true).ok()?;
+        let mut socket = UdpSocket::from_std(socket);
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+            .ok()?;
+        self.tokens.insert(token, (tid, rtcp));
+        Some((token, socket))
+    }
+
+    fn apply_socket_changes(&mut self) {
+        for change in self.engine.take_socket_changes() {
+            match change {
+                SocketChange::Open {
+                    transport,
+                    rtp,
+                    rtcp,
+                } => {
+                    let Some(rtp) = self.register(transport, false, rtp) else {
+                        tracing::error!("cannot poll the socket of plain transport {transport}");
+                        continue;
+                    };
+                    let rtcp = rtcp.and_then(|s| self.register(transport, true, s));
+                    self.plain.insert(transport, PlainSockets { rtp, rtcp });
+                }
+                SocketChange::Close { transport } => {
+                    if let Some(mut s) = self.plain.remove(&transport) {
+                        let _ = self.poll.registry().deregister(&mut s.rtp.1);
+                        self.tokens.remove(&s.rtp.0);
+                        if let Some((token, mut socket)) = s.rtcp.take() {
+                            let _ = self.poll.registry().deregister(&mut socket);
+                            self.tokens.remove(&token);
+                        }
+                    }
+                }
+            }
         }
     }
-}
 
-fn flush(socket: &UdpSocket, engine: &mut Engine) {
-    while let Some((to, data)) = engine.poll_transmit() {
-        match socket.send_to(&data, to) {
-            Ok(_) => {}
-            // A full send buffer drops the datagram, as a congested network
-            // would; RTX and key frames repair it.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => engine.note_send_dropped(),
-            Err(_) => engine.note_send_dropped(),
+    fn flush(&mut self) {
+        while let Some((via, to, data)) = self.engine.poll_transmit() {
+            let socket = match via {
+                Via::Server => &self.server,
+                Via::Plain { transport, rtcp } => match self.plain.get(&transport) {
+                    Some(PlainSockets {
+                        rtcp: Some((_, s)), ..
+                    }) if rtcp => s,
+                    Some(s) => &s.rtp.1,
+                    None => continue,
+                },
+            };
+            match socket.send_to(&data, to) {
+                Ok(_) => {}
+                // A full send buffer drops the datagram, as a congested
+                // network would; RTX and key frames repair it.
+                Err(_) => self.engine.note_send_dropped(),
+            }
         }
     }
 }

@@ -22,6 +22,10 @@ use super::{CallError, ConsumerInfo, ProducerInfo, WorkerEvent};
 use crate::ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
 use crate::ortc;
 use crate::router::consumer::{Consumer, ConsumerNeeds};
+use crate::router::plain_transport::{
+    PlainConnectParameters, PlainOutput, PlainTransport, PlainTransportOptions, SrtpParameters,
+    TransportTuple,
+};
 use crate::router::producer::{Producer, Received};
 use crate::router::rtp_observer::{ObserverReport, RtpObserver};
 use crate::router::transport_cc::TransportCcRecorder;
@@ -33,8 +37,8 @@ use crate::rtcp::{parse_compound, NtpTime, RtcpPacket};
 use crate::rtp::RtpPacket;
 use crate::rtp_parameters::{RtpCapabilities, RtpCodecCapability};
 use crate::transport::{
-    DtlsCertificate, DtlsParameters, IceCandidate, IceListenInfo, IceParameters, Output,
-    TransportEvent, TransportProtocol, WebRtcTransport, WebRtcTransportOptions,
+    DtlsCertificate, DtlsParameters, IceCandidate, IceListenInfo, IceParameters, TransportEvent,
+    TransportProtocol, WebRtcTransport, WebRtcTransportOptions,
 };
 
 /// What `create_webrtc_transport` gives the client.
@@ -69,9 +73,102 @@ struct RouterEntry {
     consumers_of: HashMap<ProducerId, Vec<ConsumerId>>,
 }
 
+/// The two kinds of transport behind one set of calls on the packet path.
+enum AnyTransport {
+    WebRtc(WebRtcTransport),
+    Plain(PlainTransport),
+}
+
+impl AnyTransport {
+    fn send_rtp(&mut self, now: Instant, packet: &[u8]) -> bool {
+        match self {
+            AnyTransport::WebRtc(t) => t.send_rtp(now, packet).is_ok(),
+            AnyTransport::Plain(t) => t.send_rtp(packet),
+        }
+    }
+
+    fn send_rtcp(&mut self, now: Instant, packet: &[u8]) {
+        // Not connected yet: RTCP is periodic, the next one will do.
+        match self {
+            AnyTransport::WebRtc(t) => {
+                let _ = t.send_rtcp(now, packet);
+            }
+            AnyTransport::Plain(t) => {
+                t.send_rtcp(packet);
+            }
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<PlainOutput> {
+        match self {
+            AnyTransport::WebRtc(t) => t.poll_output().map(PlainOutput::from),
+            AnyTransport::Plain(t) => t.poll_output(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            AnyTransport::WebRtc(t) => t.poll_timeout(),
+            AnyTransport::Plain(_) => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let AnyTransport::WebRtc(t) = self {
+            t.handle_timeout(now);
+        }
+    }
+
+    fn close(&mut self, now: Instant) {
+        if let AnyTransport::WebRtc(t) = self {
+            t.close(now);
+        }
+    }
+
+    fn webrtc(&mut self) -> Option<&mut WebRtcTransport> {
+        match self {
+            AnyTransport::WebRtc(t) => Some(t),
+            AnyTransport::Plain(_) => None,
+        }
+    }
+}
+
+/// Which socket a datagram leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// The worker's WebRtcServer port.
+    Server,
+    /// A PlainTransport's own RTP (or RTCP) socket.
+    Plain { transport: TransportId, rtcp: bool },
+}
+
+/// Sockets the driver must start or stop polling.
+pub(crate) enum SocketChange {
+    Open {
+        transport: TransportId,
+        rtp: std::net::UdpSocket,
+        rtcp: Option<std::net::UdpSocket>,
+    },
+    Close {
+        transport: TransportId,
+    },
+}
+
+/// What `create_plain_transport` gives the caller.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlainTransportInfo {
+    pub id: TransportId,
+    pub tuple: TransportTuple,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp_tuple: Option<TransportTuple>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srtp_parameters: Option<SrtpParameters>,
+}
+
 struct TransportEntry {
     router_id: RouterId,
-    transport: WebRtcTransport,
+    transport: AnyTransport,
     producers: Vec<ProducerId>,
     consumers: Vec<ConsumerId>,
     /// Media SSRC -> producer, learned as packets arrive.
@@ -118,7 +215,8 @@ pub(crate) struct Engine {
     consumers: HashMap<ConsumerId, ConsumerEntry>,
     observers: HashMap<RtpObserverId, (RouterId, RtpObserver)>,
     server: WebRtcServer,
-    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    transmits: VecDeque<(Via, SocketAddr, Vec<u8>)>,
+    socket_changes: Vec<SocketChange>,
     /// Transports with queued output, drained before the engine yields.
     dirty: Vec<TransportId>,
     events: tokio_mpsc::UnboundedSender<WorkerEvent>,
@@ -155,6 +253,7 @@ impl Engine {
             observers: HashMap::new(),
             server: WebRtcServer::default(),
             transmits: VecDeque::new(),
+            socket_changes: Vec::new(),
             dirty: Vec::new(),
             events,
             scratch: vec![0; SCRATCH],
@@ -263,7 +362,7 @@ impl Engine {
             id,
             TransportEntry {
                 router_id,
-                transport,
+                transport: AnyTransport::WebRtc(transport),
                 producers: Vec::new(),
                 consumers: Vec::new(),
                 ssrc_to_producer: HashMap::new(),
@@ -291,6 +390,8 @@ impl Engine {
             .ok_or_else(|| CallError::NotFound(format!("transport {id}")))?;
         entry
             .transport
+            .webrtc()
+            .ok_or_else(|| CallError::Invalid(format!("transport {id} is not a WebRtcTransport")))?
             .connect(now, dtls)
             .map_err(|e| CallError::Invalid(e.to_string()))?;
         self.mark_dirty(id);
@@ -307,7 +408,11 @@ impl Engine {
             .transports
             .get_mut(&id)
             .ok_or_else(|| CallError::NotFound(format!("transport {id}")))?;
-        let params = entry.transport.restart_ice(now);
+        let params = entry
+            .transport
+            .webrtc()
+            .ok_or_else(|| CallError::Invalid(format!("transport {id} is not a WebRtcTransport")))?
+            .restart_ice(now);
         // The old credentials stay valid until the peer uses the new ones.
         self.server.add_ufrag(&params.username_fragment, id);
         entry.ice_ufrag = params.username_fragment.clone();
@@ -335,14 +440,23 @@ impl Engine {
         }
         if let Some(mut entry) = self.transports.remove(&id) {
             entry.transport.close(now);
+            // The close_notify (WebRTC) is the only output that matters now.
             while let Some(out) = entry.transport.poll_output() {
-                if let Output::Transmit {
+                if let PlainOutput::Transmit {
                     destination,
                     payload,
+                    ..
                 } = out
                 {
-                    self.transmits.push_back((destination, payload));
+                    if let AnyTransport::WebRtc(_) = entry.transport {
+                        self.transmits
+                            .push_back((Via::Server, destination, payload));
+                    }
                 }
+            }
+            if let AnyTransport::Plain(_) = entry.transport {
+                self.socket_changes
+                    .push(SocketChange::Close { transport: id });
             }
         }
         self.server.remove_transport(id);
@@ -360,14 +474,32 @@ impl Engine {
             .transports
             .get(&id)
             .ok_or_else(|| CallError::NotFound(format!("transport {id}")))?;
-        let s = e.transport.stats();
+        let (ice_state, dtls_state, tuple, bytes_received, bytes_sent) = match &e.transport {
+            AnyTransport::WebRtc(t) => {
+                let s = t.stats();
+                (
+                    format!("{:?}", t.ice_state()).to_lowercase(),
+                    format!("{:?}", t.dtls_state()).to_lowercase(),
+                    t.ice_selected_tuple().map(|a| a.to_string()),
+                    s.bytes_received,
+                    s.bytes_sent,
+                )
+            }
+            AnyTransport::Plain(t) => (
+                String::new(),
+                String::new(),
+                t.remote().map(|a| a.to_string()),
+                t.bytes_received,
+                t.bytes_sent,
+            ),
+        };
         Ok(TransportStats {
             transport_id: id,
-            ice_state: format!("{:?}", e.transport.ice_state()).to_lowercase(),
-            dtls_state: format!("{:?}", e.transport.dtls_state()).to_lowercase(),
-            ice_selected_tuple: e.transport.ice_selected_tuple().map(|a| a.to_string()),
-            bytes_received: s.bytes_received,
-            bytes_sent: s.bytes_sent,
+            ice_state,
+            dtls_state,
+            ice_selected_tuple: tuple,
+            bytes_received,
+            bytes_sent,
             rtp_packets_received: e.rtp_in,
             rtp_packets_sent: e.rtp_out,
             producers: e.producers.len(),
@@ -728,8 +860,7 @@ impl Engine {
     /// Sends `rtcp_scratch` on transport `tid`.
     fn send_rtcp(&mut self, now: Instant, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            // Not connected yet: RTCP is periodic, the next one will do.
-            let _ = t.transport.send_rtcp(now, &self.rtcp_scratch);
+            t.transport.send_rtcp(now, &self.rtcp_scratch);
             if !t.dirty {
                 t.dirty = true;
                 self.dirty.push(tid);
@@ -765,9 +896,108 @@ impl Engine {
         let Some(entry) = self.transports.get_mut(&tid) else {
             return;
         };
-        entry.transport.handle_input(now, from, datagram);
+        if let AnyTransport::WebRtc(t) = &mut entry.transport {
+            t.handle_input(now, from, datagram);
+        }
         self.drain_transport(now, tid);
         self.flush(now);
+    }
+
+    /// A datagram on a PlainTransport's own socket.
+    pub(crate) fn handle_plain_datagram(
+        &mut self,
+        now: Instant,
+        tid: TransportId,
+        on_rtcp_socket: bool,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let Some(entry) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if let AnyTransport::Plain(t) = &mut entry.transport {
+            t.handle_input(now, from, datagram, on_rtcp_socket);
+        }
+        self.drain_transport(now, tid);
+        self.flush(now);
+    }
+
+    pub(crate) fn create_plain_transport(
+        &mut self,
+        router_id: RouterId,
+        options: PlainTransportOptions,
+        rtp: std::net::UdpSocket,
+        rtcp: Option<std::net::UdpSocket>,
+    ) -> Result<PlainTransportInfo, CallError> {
+        let router = self
+            .routers
+            .get_mut(&router_id)
+            .ok_or_else(|| CallError::NotFound(format!("router {router_id}")))?;
+        let tuple = |s: &std::net::UdpSocket| -> Result<TransportTuple, CallError> {
+            let local = s
+                .local_addr()
+                .map_err(|e| CallError::Invalid(e.to_string()))?;
+            Ok(TransportTuple {
+                local_address: local.ip().to_string(),
+                local_port: local.port(),
+                remote_ip: None,
+                remote_port: None,
+                protocol: "udp",
+            })
+        };
+        let transport = PlainTransport::new(options);
+        let rtcp = if transport.rtcp_mux() { None } else { rtcp };
+        let id = TransportId::new();
+        let info = PlainTransportInfo {
+            id,
+            tuple: tuple(&rtp)?,
+            rtcp_tuple: rtcp.as_ref().map(tuple).transpose()?,
+            srtp_parameters: transport.srtp_parameters(),
+        };
+        router.transports.push(id);
+        self.transports.insert(
+            id,
+            TransportEntry {
+                router_id,
+                transport: AnyTransport::Plain(transport),
+                producers: Vec::new(),
+                consumers: Vec::new(),
+                ssrc_to_producer: HashMap::new(),
+                ssrc_to_consumer: HashMap::new(),
+                next_mid: 0,
+                ice_ufrag: String::new(),
+                dirty: false,
+                transport_cc: None,
+                rtp_in: 0,
+                rtp_out: 0,
+            },
+        );
+        self.socket_changes.push(SocketChange::Open {
+            transport: id,
+            rtp,
+            rtcp,
+        });
+        Ok(info)
+    }
+
+    pub(crate) fn connect_plain_transport(
+        &mut self,
+        id: TransportId,
+        params: PlainConnectParameters,
+    ) -> Result<(), CallError> {
+        match self.transports.get_mut(&id).map(|e| &mut e.transport) {
+            Some(AnyTransport::Plain(t)) => t
+                .connect(params)
+                .map_err(|e| CallError::Invalid(e.to_string())),
+            Some(_) => Err(CallError::Invalid(format!(
+                "transport {id} is not a PlainTransport"
+            ))),
+            None => Err(CallError::NotFound(format!("transport {id}"))),
+        }
+    }
+
+    pub(crate) fn take_socket_changes(&mut self) -> Vec<SocketChange> {
+        std::mem::take(&mut self.socket_changes)
     }
 
     /// Handles everything a transport produced after an input: datagrams
@@ -781,13 +1011,21 @@ impl Engine {
                 return;
             };
             match out {
-                Output::Transmit {
+                PlainOutput::Transmit {
+                    rtcp_socket,
                     destination,
                     payload,
                 } => {
-                    self.transmits.push_back((destination, payload));
+                    let via = match entry.transport {
+                        AnyTransport::WebRtc(_) => Via::Server,
+                        AnyTransport::Plain(_) => Via::Plain {
+                            transport: tid,
+                            rtcp: rtcp_socket,
+                        },
+                    };
+                    self.transmits.push_back((via, destination, payload));
                 }
-                Output::Event(event) => match event {
+                PlainOutput::Event(event) => match event {
                     TransportEvent::Rtp(mut packet) => {
                         entry.rtp_in += 1;
                         self.on_rtp(now, tid, &mut packet);
@@ -898,7 +1136,7 @@ impl Engine {
             let mut needs = ConsumerNeeds::default();
             if let Some(n) = ce.consumer.forward(now, rx, packet, scratch, &mut needs) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
-                    if t.transport.send_rtp(now, &scratch[..n]).is_ok() {
+                    if t.transport.send_rtp(now, &scratch[..n]) {
                         t.rtp_out += 1;
                     }
                     if !t.dirty {
@@ -987,7 +1225,7 @@ impl Engine {
             };
             if let Some(n) = ce.consumer.retransmit(now, seq, scratch) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
-                    let _ = t.transport.send_rtp(now, &scratch[..n]);
+                    t.transport.send_rtp(now, &scratch[..n]);
                     if !t.dirty {
                         t.dirty = true;
                         dirty.push(ce.transport_id);
@@ -1208,7 +1446,7 @@ impl Engine {
             .ok_or_else(|| CallError::NotFound(format!("observer {id}")))
     }
 
-    pub(crate) fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<(Via, SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 pub(crate) use engine::Engine;
-pub use engine::{TransportStats, WebRtcTransportInfo};
+pub use engine::{PlainTransportInfo, TransportStats, WebRtcTransportInfo};
 
 use crate::ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
 use crate::router::rtp_observer::RtpObserver;
@@ -27,6 +27,7 @@ use crate::router::{
     ConsumerLayers, ConsumerOptions, ConsumerStats, ConsumerType, ProduceError, ProducerOptions,
     ProducerStreamStats, ProducerType,
 };
+use crate::router::{PlainConnectParameters, PlainTransportOptions};
 use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters};
 use crate::transport::{DtlsParameters, IceParameters, WebRtcTransportOptions};
 
@@ -159,6 +160,7 @@ type Call = Box<dyn FnOnce(&mut Engine, std::time::Instant) + Send>;
 pub struct Worker {
     id: WorkerId,
     local_addr: SocketAddr,
+    listen_ip: IpAddr,
     calls: mpsc::Sender<Call>,
     waker: Arc<mio::Waker>,
     _thread: Arc<ThreadGuard>,
@@ -188,6 +190,7 @@ impl Worker {
     ) -> Result<Worker, WorkerError> {
         let id = WorkerId::new();
         let (calls_tx, calls_rx) = mpsc::channel::<Call>();
+        let settings_listen_ip = settings.listen_ip;
         let started = driver::start(id, settings, calls_rx, events)?;
         let guard = ThreadGuard {
             handle: std::sync::Mutex::new(Some(started.thread)),
@@ -196,6 +199,7 @@ impl Worker {
         };
         Ok(Worker {
             id,
+            listen_ip: settings_listen_ip,
             local_addr: started.local_addr,
             calls: calls_tx,
             waker: started.waker,
@@ -255,6 +259,32 @@ impl Worker {
         options: WebRtcTransportOptions,
     ) -> Result<WebRtcTransportInfo, CallError> {
         self.call(move |e, now| e.create_webrtc_transport(now, router_id, options))
+            .await?
+    }
+
+    /// A PlainTransport with its own UDP port(s) on the worker's address.
+    pub async fn create_plain_transport(
+        &self,
+        router_id: RouterId,
+        options: PlainTransportOptions,
+    ) -> Result<PlainTransportInfo, CallError> {
+        let bind = || std::net::UdpSocket::bind((self.listen_ip, 0)).map_err(WorkerError::from);
+        let rtp = bind()?;
+        let rtcp = if options.rtcp_mux {
+            None
+        } else {
+            Some(bind()?)
+        };
+        self.call(move |e, _| e.create_plain_transport(router_id, options, rtp, rtcp))
+            .await?
+    }
+
+    pub async fn connect_plain_transport(
+        &self,
+        transport_id: TransportId,
+        parameters: PlainConnectParameters,
+    ) -> Result<(), CallError> {
+        self.call(move |e, _| e.connect_plain_transport(transport_id, parameters))
             .await?
     }
 
