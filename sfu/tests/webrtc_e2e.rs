@@ -119,7 +119,7 @@ async fn view(
     worker: &Worker,
     router: RouterId,
     caps: &RtpCapabilities,
-    publisher: &Publisher,
+    producers: [sfu::ProducerId; 2],
     setup: &Setup,
 ) -> Result<Viewer> {
     let info = worker
@@ -128,7 +128,7 @@ async fn view(
     let mut transport = RecvTransport::new(&client_view(&info, setup)).await?;
     let mut params = Vec::new();
     let mut ids = Vec::new();
-    for producer in [publisher.video_producer, publisher.audio_producer] {
+    for producer in producers {
         let consumer = worker
             .consume(info.id, ConsumerOptions::new(producer, caps.clone()))
             .await?;
@@ -245,7 +245,8 @@ async fn run(setup: Setup, viewers: usize) -> Result {
     let publisher = publish(&worker, router, &caps, &setup).await?;
     let mut all = Vec::new();
     for _ in 0..viewers {
-        all.push(view(&worker, router, &caps, &publisher, &setup).await?);
+        let ids = [publisher.video_producer, publisher.audio_producer];
+        all.push(view(&worker, router, &caps, ids, &setup).await?);
     }
     stream_and_check(&publisher, &mut all).await?;
     let stats = worker.producer_stats(publisher.video_producer).await?;
@@ -302,4 +303,54 @@ async fn media_flows_when_the_sfu_is_the_dtls_client() {
     .await
     .expect("test timed out")
     .unwrap();
+}
+
+/// A producer of one worker, piped in memory to a router of another
+/// worker, reaches viewers there; their key frame requests reach the
+/// publisher through the pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_another_worker_receive_through_pipe_to_router() {
+    let run = async {
+        let setup = Setup {
+            profile: None,
+            sfu_dtls_client: false,
+        };
+        let (tx, _events) = mpsc::unbounded_channel::<WorkerEvent>();
+        let origin = Worker::new(
+            WorkerSettings::new("127.0.0.1".parse().unwrap(), 0),
+            tx.clone(),
+        )?;
+        let edge = Worker::new(WorkerSettings::new("127.0.0.1".parse().unwrap(), 0), tx)?;
+        let (origin_router, caps) = origin.create_router(media_codecs()).await?;
+        let (edge_router, edge_caps) = edge.create_router(media_codecs()).await?;
+        let publisher = publish(&origin, origin_router, &caps, &setup).await?;
+        let video = origin
+            .pipe_to_router(publisher.video_producer, &edge, edge_router)
+            .await?;
+        let audio = origin
+            .pipe_to_router(publisher.audio_producer, &edge, edge_router)
+            .await?;
+        let mut viewers = vec![
+            view(&edge, edge_router, &edge_caps, [video, audio], &setup).await?,
+            view(&edge, edge_router, &edge_caps, [video, audio], &setup).await?,
+        ];
+        stream_and_check(&publisher, &mut viewers).await?;
+        let stats = origin.producer_stats(publisher.video_producer).await?;
+        assert!(
+            stats[0].pli_count >= 1,
+            "edge viewers' key frame requests reach the origin: {stats:?}"
+        );
+        // Closing the origin producer closes the piped one and its consumers.
+        origin.close_producer(publisher.video_producer).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            edge.producer_stats(video).await.is_err(),
+            "piped producer closed"
+        );
+        Result::Ok(())
+    };
+    tokio::time::timeout(TEST_TIMEOUT, run)
+        .await
+        .expect("test timed out")
+        .unwrap();
 }

@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc as tokio_mpsc;
 
 use super::engine::{SocketChange, Via};
+use super::pipe::PipeMessage;
 use super::{Call, Engine, WorkerError, WorkerEvent, WorkerSettings};
 use crate::ids::{TransportId, WorkerId};
 
@@ -37,6 +38,7 @@ pub(super) fn start(
     id: WorkerId,
     settings: WorkerSettings,
     calls: mpsc::Receiver<Call>,
+    pipes: mpsc::Receiver<PipeMessage>,
     events: tokio_mpsc::UnboundedSender<WorkerEvent>,
 ) -> Result<Started, WorkerError> {
     let poll = Poll::new()?;
@@ -63,7 +65,7 @@ pub(super) fn start(
                 next_token: 2,
                 engine,
             }
-            .run(calls)
+            .run(calls, pipes)
         })?;
     Ok(Started {
         thread,
@@ -89,7 +91,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn run(mut self, calls: mpsc::Receiver<Call>) {
+    fn run(mut self, calls: mpsc::Receiver<Call>, pipes: mpsc::Receiver<PipeMessage>) {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 65536];
         loop {
@@ -112,6 +114,10 @@ impl Driver {
                 if let Some(&(tid, rtcp)) = self.tokens.get(&event.token()) {
                     self.drain_plain(now, tid, rtcp, &mut buf);
                 }
+            }
+            while let Ok(message) = pipes.try_recv() {
+                self.engine.handle_pipe_message(now, message);
+                self.flush();
             }
             loop {
                 match calls.try_recv() {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::mpsc as tokio_mpsc;
 
+use super::pipe::{PipeInbox, PipeMessage};
 use super::webrtc_server::WebRtcServer;
 use super::{CallError, ConsumerInfo, ProducerInfo, WorkerEvent};
 use crate::ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
@@ -187,8 +188,11 @@ struct TransportEntry {
 
 struct ProducerEntry {
     producer: Producer,
+    /// For a pipe producer, an id no transport has.
     transport_id: TransportId,
     router_id: RouterId,
+    /// A pipe producer's source: the worker and producer packets come from.
+    pipe_source: Option<(PipeInbox, ProducerId)>,
 }
 
 struct ConsumerEntry {
@@ -214,6 +218,8 @@ pub(crate) struct Engine {
     producers: HashMap<ProducerId, ProducerEntry>,
     consumers: HashMap<ConsumerId, ConsumerEntry>,
     observers: HashMap<RtpObserverId, (RouterId, RtpObserver)>,
+    /// Producers piped to other workers: where each packet also goes.
+    pipe_sinks: HashMap<ProducerId, Vec<(PipeInbox, ProducerId)>>,
     server: WebRtcServer,
     transmits: VecDeque<(Via, SocketAddr, Vec<u8>)>,
     socket_changes: Vec<SocketChange>,
@@ -251,6 +257,7 @@ impl Engine {
             producers: HashMap::new(),
             consumers: HashMap::new(),
             observers: HashMap::new(),
+            pipe_sinks: HashMap::new(),
             server: WebRtcServer::default(),
             transmits: VecDeque::new(),
             socket_changes: Vec::new(),
@@ -560,6 +567,7 @@ impl Engine {
                 producer,
                 transport_id,
                 router_id,
+                pipe_source: None,
             },
         );
         Ok(info)
@@ -580,6 +588,12 @@ impl Engine {
         }
         entry.producer.paused = paused;
         let router_id = entry.router_id;
+        for (inbox, remote) in self.pipe_sinks.get(&id).into_iter().flatten() {
+            inbox.send(PipeMessage::ProducerPaused {
+                producer: *remote,
+                paused,
+            });
+        }
         let consumers = self.routers[&router_id]
             .consumers_of
             .get(&id)
@@ -628,6 +642,9 @@ impl Engine {
         }
         for (_, o) in self.observers.values_mut() {
             o.remove_producer(id);
+        }
+        for (inbox, remote) in self.pipe_sinks.remove(&id).into_iter().flatten() {
+            inbox.send(PipeMessage::ProducerClosed { producer: remote });
         }
         if notify {
             self.emit(WorkerEvent::ProducerClosed { producer_id: id });
@@ -848,6 +865,14 @@ impl Engine {
         let Some(p) = self.producers.get_mut(&producer_id) else {
             return;
         };
+        if let Some((inbox, source)) = &p.pipe_source {
+            // The source worker throttles; asking it is cheap.
+            inbox.send(PipeMessage::KeyFrameRequest {
+                producer: *source,
+                encoding,
+            });
+            return;
+        }
         self.rtcp_scratch.clear();
         p.producer
             .request_key_frame(now, encoding, &mut self.rtcp_scratch);
@@ -1096,6 +1121,14 @@ impl Engine {
             return;
         }
         let router_id = pe.router_id;
+        if let Some(sinks) = self.pipe_sinks.get(&pid) {
+            for (inbox, remote) in sinks {
+                inbox.send(PipeMessage::Rtp {
+                    producer: *remote,
+                    packet: packet[..rx.len].to_vec(),
+                });
+            }
+        }
         if let Some(level) = rx.audio_level {
             for (r, o) in self.observers.values_mut() {
                 if *r == router_id && o.has_producer(pid) {
@@ -1299,7 +1332,7 @@ impl Engine {
                 let Some(p) = self.producers.get_mut(&pid) else {
                     continue;
                 };
-                if p.producer.poll_timeout().is_none_or(|at| now < at) {
+                if p.pipe_source.is_some() || p.producer.poll_timeout().is_none_or(|at| now < at) {
                     continue;
                 }
                 self.rtcp_scratch.clear();
@@ -1444,6 +1477,107 @@ impl Engine {
             .remove(&id)
             .map(|_| ())
             .ok_or_else(|| CallError::NotFound(format!("observer {id}")))
+    }
+
+    /// What a target worker needs to create a pipe producer for `id`.
+    pub(crate) fn pipe_source(
+        &self,
+        id: ProducerId,
+    ) -> Result<
+        (
+            crate::rtp_parameters::MediaKind,
+            crate::rtp_parameters::RtpParameters,
+            bool,
+        ),
+        CallError,
+    > {
+        let p = self
+            .producers
+            .get(&id)
+            .ok_or_else(|| CallError::NotFound(format!("producer {id}")))?;
+        Ok((
+            p.producer.kind,
+            p.producer.consumable_rtp_parameters.clone(),
+            p.producer.paused,
+        ))
+    }
+
+    pub(crate) fn add_pipe_sink(
+        &mut self,
+        id: ProducerId,
+        inbox: PipeInbox,
+        remote: ProducerId,
+    ) -> Result<(), CallError> {
+        if !self.producers.contains_key(&id) {
+            return Err(CallError::NotFound(format!("producer {id}")));
+        }
+        self.pipe_sinks.entry(id).or_default().push((inbox, remote));
+        Ok(())
+    }
+
+    /// A producer on `router_id` fed by another worker's producer.
+    pub(crate) fn create_pipe_producer(
+        &mut self,
+        router_id: RouterId,
+        kind: crate::rtp_parameters::MediaKind,
+        rtp_parameters: crate::rtp_parameters::RtpParameters,
+        paused: bool,
+        source: PipeInbox,
+        source_producer: ProducerId,
+    ) -> Result<ProducerId, CallError> {
+        let router = self
+            .routers
+            .get_mut(&router_id)
+            .ok_or_else(|| CallError::NotFound(format!("router {router_id}")))?;
+        let id = ProducerId::new();
+        let mut options = ProducerOptions::new(kind, rtp_parameters);
+        options.paused = paused;
+        let producer = Producer::new(id, options, &router.capabilities)?;
+        router.consumers_of.insert(id, Vec::new());
+        self.producers.insert(
+            id,
+            ProducerEntry {
+                producer,
+                transport_id: TransportId::new(),
+                router_id,
+                pipe_source: Some((source, source_producer)),
+            },
+        );
+        Ok(id)
+    }
+
+    pub(crate) fn handle_pipe_message(&mut self, now: Instant, message: PipeMessage) {
+        match message {
+            PipeMessage::Rtp {
+                producer,
+                mut packet,
+            } => {
+                let Some(pe) = self.producers.get_mut(&producer) else {
+                    return;
+                };
+                let len = packet.len();
+                let Some(rx) = pe.producer.receive_rtp(now, &mut packet, len) else {
+                    return;
+                };
+                if rx.paused {
+                    return;
+                }
+                let router_id = pe.router_id;
+                self.fan_out(now, router_id, producer, &rx, &packet[..rx.len]);
+                self.flush(now);
+            }
+            PipeMessage::ProducerPaused { producer, paused } => {
+                let _ = self.set_producer_paused(now, producer, paused);
+                self.flush(now);
+            }
+            PipeMessage::ProducerClosed { producer } => {
+                let _ = self.close_producer(now, producer, true);
+            }
+            PipeMessage::KeyFrameRequest { producer, encoding } => {
+                self.request_key_frame(now, producer, encoding);
+                self.flush(now);
+            }
+        }
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<(Via, SocketAddr, Vec<u8>)> {

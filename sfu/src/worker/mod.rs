@@ -7,6 +7,7 @@
 
 mod driver;
 mod engine;
+mod pipe;
 mod webrtc_server;
 
 use std::net::{IpAddr, SocketAddr};
@@ -159,6 +160,7 @@ type Call = Box<dyn FnOnce(&mut Engine, std::time::Instant) + Send>;
 #[derive(Clone)]
 pub struct Worker {
     id: WorkerId,
+    pipe_inbox: pipe::PipeInbox,
     local_addr: SocketAddr,
     listen_ip: IpAddr,
     calls: mpsc::Sender<Call>,
@@ -191,7 +193,9 @@ impl Worker {
         let id = WorkerId::new();
         let (calls_tx, calls_rx) = mpsc::channel::<Call>();
         let settings_listen_ip = settings.listen_ip;
-        let started = driver::start(id, settings, calls_rx, events)?;
+        let (pipe_tx, pipe_rx) = mpsc::channel::<pipe::PipeMessage>();
+        let started = driver::start(id, settings, calls_rx, pipe_rx, events)?;
+        let pipe_inbox = pipe::PipeInbox::new(pipe_tx, started.waker.clone());
         let guard = ThreadGuard {
             handle: std::sync::Mutex::new(Some(started.thread)),
             calls: calls_tx.clone(),
@@ -199,6 +203,7 @@ impl Worker {
         };
         Ok(Worker {
             id,
+            pipe_inbox,
             listen_ip: settings_listen_ip,
             local_addr: started.local_addr,
             calls: calls_tx,
@@ -345,6 +350,30 @@ impl Worker {
     ) -> Result<Vec<ProducerStreamStats>, CallError> {
         self.call(move |e, now| e.producer_stats(now, producer_id))
             .await?
+    }
+
+    /// Makes `producer_id` (of this worker) consumable on `target_router`
+    /// of `target` (another worker, or this one): returns the id of the
+    /// producer that stands for it there. Packets cross in memory, already
+    /// decrypted; key frame requests come back the same way.
+    pub async fn pipe_to_router(
+        &self,
+        producer_id: ProducerId,
+        target: &Worker,
+        target_router: RouterId,
+    ) -> Result<ProducerId, CallError> {
+        let (kind, parameters, paused) =
+            self.call(move |e, _| e.pipe_source(producer_id)).await??;
+        let source = self.pipe_inbox.clone();
+        let piped = target
+            .call(move |e, _| {
+                e.create_pipe_producer(target_router, kind, parameters, paused, source, producer_id)
+            })
+            .await??;
+        let sink = target.pipe_inbox.clone();
+        self.call(move |e, _| e.add_pipe_sink(producer_id, sink, piped))
+            .await??;
+        Ok(piped)
     }
 
     /// Whether a device with `rtp_capabilities` can consume the producer.
