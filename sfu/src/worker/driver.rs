@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::net::UdpSocket;
+use std::io::{Read, Write};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -21,6 +23,12 @@ use crate::ids::{TransportId, WorkerId};
 
 const SERVER: Token = Token(0);
 const WAKER: Token = Token(1);
+const TCP_LISTENER: Token = Token(2);
+/// ICE-TCP connections accepted at once; more are refused.
+const MAX_TCP_CONNECTIONS: usize = 4096;
+/// Outgoing bytes buffered per TCP connection before datagrams are dropped
+/// (a stalled client must not grow the worker's memory).
+const MAX_TCP_BACKLOG: usize = 1 << 20;
 /// Longest sleep: the engine's periodic work (RTCP, layer checks) runs at
 /// least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
@@ -49,11 +57,23 @@ pub(super) fn start(
     let mut socket = UdpSocket::from_std(std_socket);
     poll.registry()
         .register(&mut socket, SERVER, Interest::READABLE)?;
+    // ICE-TCP on the same port number, for clients whose network blocks UDP.
+    let tcp = match TcpListener::bind(local_addr) {
+        Ok(mut l) => {
+            poll.registry()
+                .register(&mut l, TCP_LISTENER, Interest::READABLE)?;
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!("no ICE-TCP on {local_addr}: {e}");
+            None
+        }
+    };
     let announced = settings
         .announced_address
         .clone()
         .unwrap_or_else(|| settings.listen_ip.to_string());
-    let engine = Engine::new(id, local_addr, announced, events);
+    let engine = Engine::new(id, local_addr, announced, tcp.is_some(), events);
     let thread = std::thread::Builder::new()
         .name(format!("sfu-worker-{}", local_addr.port()))
         .spawn(move || {
@@ -62,7 +82,10 @@ pub(super) fn start(
                 server: socket,
                 plain: HashMap::new(),
                 tokens: HashMap::new(),
-                next_token: 2,
+                tcp,
+                tcp_conns: HashMap::new(),
+                tcp_by_addr: HashMap::new(),
+                next_token: 3,
                 engine,
             }
             .run(calls, pipes)
@@ -72,6 +95,15 @@ pub(super) fn start(
         waker,
         local_addr,
     })
+}
+
+/// An ICE-TCP connection: RFC 4571 framing (a 16-bit length before each
+/// STUN, DTLS or SRTP datagram) in both directions.
+struct TcpConn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
 }
 
 /// A PlainTransport's sockets.
@@ -86,6 +118,9 @@ struct Driver {
     plain: HashMap<TransportId, PlainSockets>,
     /// Token -> (transport, is the RTCP socket).
     tokens: HashMap<Token, (TransportId, bool)>,
+    tcp: Option<TcpListener>,
+    tcp_conns: HashMap<Token, TcpConn>,
+    tcp_by_addr: HashMap<SocketAddr, Token>,
     next_token: usize,
     engine: Engine,
 }
@@ -111,8 +146,18 @@ impl Driver {
             // Readiness is edge-triggered: drain every socket that fired.
             self.drain_server(now, &mut buf);
             for event in events.iter() {
-                if let Some(&(tid, rtcp)) = self.tokens.get(&event.token()) {
+                let token = event.token();
+                if token == TCP_LISTENER {
+                    self.accept_tcp();
+                } else if let Some(&(tid, rtcp)) = self.tokens.get(&token) {
                     self.drain_plain(now, tid, rtcp, &mut buf);
+                } else if self.tcp_conns.contains_key(&token) {
+                    if event.is_writable() {
+                        self.write_tcp(token);
+                    }
+                    if event.is_readable() || event.is_read_closed() {
+                        self.read_tcp(now, token, &mut buf);
+                    }
                 }
             }
             while let Ok(message) = pipes.try_recv() {
@@ -183,6 +228,118 @@ impl Driver {
         }
     }
 
+    fn accept_tcp(&mut self) {
+        loop {
+            let Some(listener) = &self.tcp else { return };
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    if self.tcp_conns.len() >= MAX_TCP_CONNECTIONS {
+                        continue; // dropping the stream closes it
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.tcp_by_addr.insert(addr, token);
+                    self.tcp_conns.insert(
+                        token,
+                        TcpConn {
+                            stream,
+                            addr,
+                            inbuf: Vec::new(),
+                            outbuf: Vec::new(),
+                        },
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("ICE-TCP accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_tcp(&mut self, now: Instant, token: Token, buf: &mut [u8]) {
+        let mut closed = false;
+        let Some(conn) = self.tcp_conns.get_mut(&token) else {
+            return;
+        };
+        loop {
+            match conn.stream.read(buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let addr = conn.addr;
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while conn.inbuf.len() >= at + 2 {
+            let len = usize::from(u16::from_be_bytes([conn.inbuf[at], conn.inbuf[at + 1]]));
+            if conn.inbuf.len() < at + 2 + len {
+                break;
+            }
+            frames.push(conn.inbuf[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+        conn.inbuf.drain(..at);
+        for frame in frames {
+            self.engine.handle_datagram(now, addr, &frame);
+        }
+        if closed {
+            self.close_tcp(token);
+        }
+    }
+
+    fn write_tcp(&mut self, token: Token) {
+        let mut failed = false;
+        if let Some(conn) = self.tcp_conns.get_mut(&token) {
+            while !conn.outbuf.is_empty() {
+                match conn.stream.write(&conn.outbuf) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.outbuf.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if failed {
+            self.close_tcp(token);
+        }
+    }
+
+    fn close_tcp(&mut self, token: Token) {
+        if let Some(mut conn) = self.tcp_conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.tcp_by_addr.remove(&conn.addr);
+        }
+    }
+
     fn register(
         &mut self,
         tid: TransportId,
@@ -230,8 +387,30 @@ impl Driver {
         }
     }
 
+    fn send_tcp(&mut self, token: Token, data: &[u8]) {
+        let Some(conn) = self.tcp_conns.get_mut(&token) else {
+            return;
+        };
+        let Ok(len) = u16::try_from(data.len()) else {
+            return;
+        };
+        if conn.outbuf.len() + data.len() + 2 > MAX_TCP_BACKLOG {
+            self.engine.note_send_dropped();
+            return;
+        }
+        conn.outbuf.extend_from_slice(&len.to_be_bytes());
+        conn.outbuf.extend_from_slice(data);
+        self.write_tcp(token);
+    }
+
     fn flush(&mut self) {
         while let Some((via, to, data)) = self.engine.poll_transmit() {
+            if via == Via::Server {
+                if let Some(&token) = self.tcp_by_addr.get(&to) {
+                    self.send_tcp(token, &data);
+                    continue;
+                }
+            }
             let socket = match via {
                 Via::Server => &self.server,
                 Via::Plain { transport, rtcp } => match self.plain.get(&transport) {

@@ -212,6 +212,8 @@ pub(crate) struct Engine {
     id: WorkerId,
     local_addr: SocketAddr,
     announced_address: String,
+    /// ICE-TCP is listening on the same port number.
+    tcp: bool,
     certificate: Arc<DtlsCertificate>,
     routers: HashMap<RouterId, RouterEntry>,
     transports: HashMap<TransportId, TransportEntry>,
@@ -243,12 +245,14 @@ impl Engine {
         id: WorkerId,
         local_addr: SocketAddr,
         announced_address: String,
+        tcp: bool,
         events: tokio_mpsc::UnboundedSender<WorkerEvent>,
     ) -> Self {
         Self {
             id,
             local_addr,
             announced_address,
+            tcp,
             certificate: Arc::new(
                 DtlsCertificate::generate().expect("generating a self-signed ECDSA certificate"),
             ),
@@ -350,16 +354,27 @@ impl Engine {
             .ok_or_else(|| CallError::NotFound(format!("router {router_id}")))?;
         let transport = WebRtcTransport::new(options, self.certificate.clone(), now);
         let id = TransportId::new();
-        let listen = IceListenInfo::new(
+        // UDP first: its candidate gets the higher priority.
+        let mut listen = vec![IceListenInfo::new(
             TransportProtocol::Udp,
             self.local_addr.ip(),
             self.local_addr.port(),
         )
-        .with_announced_address(self.announced_address.clone());
+        .with_announced_address(self.announced_address.clone())];
+        if self.tcp {
+            listen.push(
+                IceListenInfo::new(
+                    TransportProtocol::Tcp,
+                    self.local_addr.ip(),
+                    self.local_addr.port(),
+                )
+                .with_announced_address(self.announced_address.clone()),
+            );
+        }
         let info = WebRtcTransportInfo {
             id,
             ice_parameters: transport.ice_parameters(),
-            ice_candidates: transport.ice_candidates(&[listen]),
+            ice_candidates: transport.ice_candidates(&listen),
             dtls_parameters: transport.dtls_parameters(),
         };
         self.server
