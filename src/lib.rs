@@ -1,12 +1,14 @@
 //! The webinar platform's backend: configuration, the data layer, the REST
-//! API and (later) the realtime layer, over the `sfu` media engine and the
-//! `recorder`.
+//! API and the realtime (Socket.IO) layer, over the `sfu` media engine and
+//! the `recorder`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod media;
 pub mod model;
+pub mod realtime;
 pub mod store;
 
 use std::future::Future;
@@ -18,10 +20,12 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::http::{AppState, Metrics, RateLimiter};
+use crate::realtime::{Geo, Realtime};
 use crate::store::{Store, StoreError};
 
 /// Everything the server needs, assembled from settings: the store, the
-/// token issuer (with its persisted secret) and the admin account.
+/// token issuer (with its persisted secret), the GeoIP database, the
+/// realtime layer and the admin account.
 pub async fn build_state(settings: Settings, public_url: String) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&settings.server.data_dir).with_context(|| {
         format!(
@@ -32,7 +36,13 @@ pub async fn build_state(settings: Settings, public_url: String) -> anyhow::Resu
     let store = store::open(&settings).await.context("opening the store")?;
     let secret = auth::load_or_create_secret(&settings.auth, &settings.server.data_dir)
         .context("loading the JWT secret")?;
-    let tokens = auth::TokenIssuer::new(&secret, &settings.auth);
+    let tokens = Arc::new(auth::TokenIssuer::new(&secret, &settings.auth));
+    let geo = match &settings.geoip.city_db {
+        Some(path) => Some(Arc::new(Geo::open(path)?)),
+        None => None,
+    };
+    let settings = Arc::new(settings);
+    let realtime = Realtime::new(store.clone(), settings.clone(), tokens.clone(), geo);
     let dummy_hash: Arc<str> =
         tokio::task::spawn_blocking(|| auth::hash_password("no account has this password"))
             .await?
@@ -40,9 +50,10 @@ pub async fn build_state(settings: Settings, public_url: String) -> anyhow::Resu
     let state = AppState {
         login_limiter: Arc::new(RateLimiter::new(settings.limits.login_per_minute)),
         register_limiter: Arc::new(RateLimiter::new(settings.limits.register_per_minute)),
-        settings: Arc::new(settings),
+        settings,
         store,
-        tokens: Arc::new(tokens),
+        tokens,
+        realtime,
         metrics: Arc::new(Metrics::default()),
         dummy_hash,
         public_url: public_url.into(),
@@ -80,7 +91,14 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let public_url = settings.server.public_url_for(bound);
     let state = build_state(settings, public_url).await?;
+    let realtime = state.realtime.clone();
     let app = http::router(state);
+    // Socket.IO connections are long-lived: on shutdown they are closed
+    // (which ends their attendance sessions) so that the server can finish.
+    let shutdown = async move {
+        shutdown.await;
+        realtime.close().await;
+    };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

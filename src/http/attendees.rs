@@ -186,5 +186,9 @@ pub async fn set_role(
         reg.role = body.role;
         state.store.update_registration(&reg).await?;
     }
+    state
+        .realtime
+        .role_changed(&webinar.id, &reg.id, &reg.email, reg.role)
+        .await;
     Ok(Json(RegistrationView::from(&reg)))
 }

@@ -1,7 +1,9 @@
 //! The HTTP edge (axum): the REST API of `shared/CONTRACT.md` under
-//! `/api/v1`, its OpenAPI document, health and Prometheus metrics.
+//! `/api/v1`, its OpenAPI document, health and Prometheus metrics; the
+//! realtime layer's Socket.IO endpoint shares the listener.
 
 pub mod access;
+mod analytics;
 mod attendees;
 pub mod error;
 pub mod extract;
@@ -27,6 +29,7 @@ pub use users::create_user;
 
 use crate::auth::TokenIssuer;
 use crate::config::Settings;
+use crate::realtime::Realtime;
 use crate::store::Store;
 use error::ApiError;
 
@@ -36,6 +39,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub tokens: Arc<TokenIssuer>,
+    /// Live rooms: REST changes that must take effect at once go through it.
+    pub realtime: Realtime,
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<RateLimiter>,
     pub register_limiter: Arc<RateLimiter>,
@@ -66,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webinars/{id}/join", post(registrations::join))
         .route("/webinars/{id}/attendees", get(attendees::list))
         .route("/webinars/{id}/roles/{rid}", put(attendees::set_role))
+        .route("/webinars/{id}/analytics", get(analytics::get))
         .fallback(api_not_found);
 
     let mut app = Router::new()
@@ -79,7 +85,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
-        ));
+        ))
+        // Outside the request metrics: a Socket.IO connection is not a request.
+        .layer(state.realtime.layer());
     if let Some(cors) = cors_layer(&state.settings) {
         app = app.layer(cors);
     }
@@ -121,10 +129,20 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&[]),
-    )
+    let (rooms, sockets) = state.realtime.totals();
+    let text = state.metrics.render(&[
+        (
+            "webinar_realtime_rooms",
+            "Webinar rooms with live state on this node.",
+            rooms as f64,
+        ),
+        (
+            "webinar_realtime_participants",
+            "Sockets joined to a webinar room on this node.",
+            sockets as f64,
+        ),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn index(State(state): State<AppState>) -> Html<String> {

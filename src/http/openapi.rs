@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attendees, error, registrations, users, webinars};
+use super::{analytics, attendees, error, registrations, users, webinars};
 
 struct BearerAuth;
 
@@ -32,6 +32,7 @@ impl Modify for BearerAuth {
         registrations::create, registrations::list, registrations::approve, registrations::reject,
         registrations::join,
         attendees::list, attendees::set_role,
+        analytics::get,
     ),
     components(schemas(error::ErrorBody, error::ErrorInfo)),
     modifiers(&BearerAuth),

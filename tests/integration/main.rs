@@ -5,4 +5,7 @@ mod api_access;
 mod api_flow;
 mod api_input;
 mod common;
+mod mmdb;
+mod realtime;
+mod sio;
 mod store_contract;
