@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<TrustedProxy>,
     /// Embedded store, JWT secret, recordings and segments live here.
     pub data_dir: PathBuf,
+    /// Static files of the browser app, served at `/` when the folder exists.
+    pub web_dir: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -50,6 +52,7 @@ impl Default for ServerSettings {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             data_dir: PathBuf::from("./data"),
+            web_dir: PathBuf::from("./web/dist"),
         }
     }
 }
@@ -152,7 +155,8 @@ pub struct MediaSettings {
     pub listen_ip: IpAddr,
     /// Address put in ICE candidates; = `listen_ip` when unset.
     pub announced_ip: Option<String>,
-    /// First UDP port of the WebRtcServer; worker i uses `rtc_port + i`.
+    /// First UDP port of the WebRtcServer; worker i uses `rtc_port + i`
+    /// (ICE-TCP listens on the same port numbers). 0: any free ports.
     pub rtc_port: u16,
     /// Media worker threads; the number of cores when unset.
     pub workers: Option<usize>,

@@ -41,8 +41,9 @@ pub async fn build_state(settings: Settings, public_url: String) -> anyhow::Resu
         Some(path) => Some(Arc::new(Geo::open(path)?)),
         None => None,
     };
+    let media = media::Media::start(&settings.media).context("starting the media workers")?;
     let settings = Arc::new(settings);
-    let realtime = Realtime::new(store.clone(), settings.clone(), tokens.clone(), geo);
+    let realtime = Realtime::new(store.clone(), settings.clone(), tokens.clone(), geo, media);
     let dummy_hash: Arc<str> =
         tokio::task::spawn_blocking(|| auth::hash_password("no account has this password"))
             .await?

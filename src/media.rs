@@ -570,18 +570,24 @@ impl Media {
             active_speaker,
             objects: Mutex::new(RoomObjects::default()),
         });
-        let mut rooms = self
-            .rooms
-            .lock()
-            .expect("media rooms lock is never poisoned");
-        if let Some(existing) = rooms.get(webinar_id) {
+        let existing = {
+            let mut rooms = self
+                .rooms
+                .lock()
+                .expect("media rooms lock is never poisoned");
+            match rooms.get(webinar_id) {
+                Some(existing) => Some(existing.clone()),
+                None => {
+                    rooms.insert(webinar_id.to_string(), room.clone());
+                    None
+                }
+            }
+        };
+        if let Some(existing) = existing {
             // Another request opened it meanwhile: keep theirs.
-            let existing = existing.clone();
-            drop(rooms);
             let _ = worker.close_router(router_id).await;
             return Ok(existing);
         }
-        rooms.insert(webinar_id.to_string(), room.clone());
         self.load.lock().expect("media load lock is never poisoned")[index] += 1;
         Ok(room)
     }

@@ -74,13 +74,20 @@ pub fn router(state: AppState) -> Router {
         .route("/webinars/{id}/analytics", get(analytics::get))
         .fallback(api_not_found);
 
-    let mut app = Router::new()
+    let app = Router::new()
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::document))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .route("/", get(index))
+        .route("/metrics", get(metrics_text));
+    // The browser app's files when they are there; a short page otherwise.
+    let web_dir = state.settings.server.web_dir.clone();
+    let app = if web_dir.join("index.html").is_file() {
+        app.fallback_service(tower_http::services::ServeDir::new(web_dir))
+    } else {
+        app.route("/", get(index))
+    };
+    let mut app = app
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),

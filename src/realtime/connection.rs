@@ -18,7 +18,7 @@ use socketioxide::SocketIo;
 
 use super::protocol::{envelope, EventError, EventResult};
 use super::room::{self, IdentityKey, Member, Room};
-use super::{captions, chat, lifecycle, stats, Background, Ctx};
+use super::{captions, chat, lifecycle, media, stats, Background, Ctx};
 use crate::auth::{TokenError, TokenKind};
 use crate::http::extract::client_ip;
 use crate::model::{Location, RegistrationStatus, Role};
@@ -122,6 +122,10 @@ impl Request {
         &self.ctx.rooms
     }
 
+    pub fn media(&self) -> &Arc<crate::media::Media> {
+        &self.ctx.media
+    }
+
     pub(super) fn background(&self) -> &Background {
         &self.ctx.background
     }
@@ -154,7 +158,7 @@ impl Request {
         .await?
         .ok_or_else(|| EventError::forbidden("you are no longer a participant of this webinar"))?;
         if role != member.role {
-            lifecycle::sync_member_role(&self.io, &room, &member, role).await;
+            lifecycle::sync_member_role(&self.io, &self.ctx.media, &room, &member, role).await;
         }
         Ok((room, member, role))
     }
@@ -319,6 +323,29 @@ fn on_connect(ctx: Weak<Ctx>, s: SocketRef) {
     on(&s, &ctx, "sendChat", chat::send);
     on(&s, &ctx, "pushCaption", captions::push);
     on(&s, &ctx, "reportStats", stats::report);
+    on(&s, &ctx, "createWebRtcTransport", media::create_transport);
+    on(&s, &ctx, "connectWebRtcTransport", media::connect_transport);
+    on(&s, &ctx, "restartIce", media::restart_ice);
+    on(&s, &ctx, "produce", media::produce);
+    on(&s, &ctx, "pauseProducer", media::pause_producer);
+    on(&s, &ctx, "resumeProducer", media::resume_producer);
+    on(&s, &ctx, "closeProducer", media::close_producer);
+    on(&s, &ctx, "consume", media::consume);
+    on(&s, &ctx, "resumeConsumer", media::resume_consumer);
+    on(&s, &ctx, "pauseConsumer", media::pause_consumer);
+    on(
+        &s,
+        &ctx,
+        "requestConsumerKeyFrame",
+        media::request_key_frame,
+    );
+    on(
+        &s,
+        &ctx,
+        "setConsumerPreferredLayers",
+        media::set_preferred_layers,
+    );
+    on(&s, &ctx, "setConsumerPriority", media::set_priority);
     s.on_fallback(|ack: AckSender| async move {
         let result: EventResult = Err(EventError::new(
             "unknown_event",
@@ -333,9 +360,10 @@ fn on_connect(ctx: Weak<Ctx>, s: SocketRef) {
         let conn = s.extensions.get::<Arc<Connection>>();
         let work = ctx.zip(conn).map(|(ctx, conn)| {
             let store = ctx.store.clone();
+            let media = ctx.media.clone();
             let background = ctx.background.clone();
             ctx.background
-                .spawn(async move { stats::leave(&io, store, &background, &conn).await })
+                .spawn(async move { stats::leave(&io, store, &media, &background, &conn).await })
         });
         async move {
             if let Some(work) = work {

@@ -13,7 +13,8 @@ use socketioxide::SocketIo;
 use super::connection::{resolve_role, Request};
 use super::protocol::{parse, Empty, EventError, EventResult};
 use super::room::{self, Member, Room, Rooms};
-use super::{chat, stats};
+use super::{chat, media, stats};
+use crate::media::Media;
 use crate::model::{self, AttendanceSession, Role, WebinarStatus};
 
 pub(super) async fn join(req: Request, data: Value) -> EventResult {
@@ -109,13 +110,18 @@ async fn admit(req: &Request) -> EventResult {
     }
     stats::count_changed(req.background(), &req.io, &room);
     let history = chat::history(req.store(), &webinar.id).await?;
+    let media_room = req.media().open_room(&webinar.id).await?;
+    let producers = media::visible_producers(
+        &media_room,
+        role.is_presenter(),
+        webinar.status == WebinarStatus::Live,
+    );
     Ok(json!({
         "peerId": conn.peer_id,
         "role": role,
         "webinar": {"id": webinar.id, "title": webinar.title, "status": webinar.status},
-        // Filled in once the media engine is wired to the rooms.
-        "routerRtpCapabilities": Value::Null,
-        "producers": [],
+        "routerRtpCapabilities": media_room.rtp_capabilities(),
+        "producers": producers,
         "chatHistory": history,
         "spotlight": spotlight,
     }))
@@ -140,6 +146,7 @@ pub(super) async fn start(req: Request, data: Value) -> EventResult {
     webinar.updated_at = now;
     req.store().update_webinar(&webinar).await?;
     broadcast_state(&req.io, &room.webinar_id, WebinarStatus::Live).await;
+    media::went_live(&req.io, req.media(), &room.webinar_id).await;
     Ok(json!({"status": WebinarStatus::Live}))
 }
 
@@ -176,6 +183,8 @@ pub(super) async fn end(req: Request, data: Value) -> EventResult {
     if let Err(e) = others.disconnect().await {
         tracing::warn!("disconnecting webinar {}: {e}", room.webinar_id);
     }
+    // Every producer, consumer and transport of the webinar goes with it.
+    req.media().close_room(&room.webinar_id).await;
     req.disconnect_after_ack();
     Ok(json!({"status": WebinarStatus::Ended}))
 }
@@ -223,6 +232,7 @@ pub(super) async fn set_role(req: Request, data: Value) -> EventResult {
     apply_role(
         &req.io,
         req.ctx_rooms(),
+        req.media(),
         &room.webinar_id,
         &reg.id,
         &reg.email,
@@ -238,6 +248,7 @@ pub(super) async fn set_role(req: Request, data: Value) -> EventResult {
 pub(super) async fn apply_role(
     io: &SocketIo,
     rooms: &Rooms,
+    media: &Media,
     webinar_id: &str,
     registration_id: &str,
     email: &str,
@@ -253,19 +264,32 @@ pub(super) async fn apply_role(
         if member.role == Role::Host {
             continue;
         }
-        sync_member_role(io, &room, &member, role).await;
+        sync_member_role(io, media, &room, &member, role).await;
     }
 }
 
 /// Moves one member to `role`: the room's counts, the presenters'
 /// broadcast room, and `roleChanged` to the presenters and to the peer.
-pub(super) async fn sync_member_role(io: &SocketIo, room: &Arc<Room>, member: &Member, role: Role) {
+pub(super) async fn sync_member_role(
+    io: &SocketIo,
+    media: &Media,
+    room: &Arc<Room>,
+    member: &Member,
+    role: Role,
+) {
     let changed = room.with(|st| {
         st.set_role(&member.peer_id, role)
             .is_some_and(|old| old != role)
     });
     if !changed {
         return;
+    }
+    // A demoted presenter stops presenting at once.
+    if !role.is_presenter() {
+        if let Some(media_room) = media.room(&room.webinar_id) {
+            let closed = media_room.close_peer(&member.peer_id, true).await;
+            media::producers_closed(io, &room.webinar_id, &closed).await;
+        }
     }
     if let Some(socket) = io.get_socket(member.sid) {
         if role.is_presenter() {

@@ -25,6 +25,7 @@ mod chat;
 mod connection;
 mod geo;
 mod lifecycle;
+mod media;
 mod protocol;
 mod room;
 mod stats;
@@ -41,6 +42,7 @@ pub use stats::QUALITY_EVENT;
 
 use crate::auth::TokenIssuer;
 use crate::config::Settings;
+use crate::media::Media;
 use crate::model::Role;
 use crate::store::Store;
 use room::Rooms;
@@ -54,6 +56,7 @@ struct Ctx {
     tokens: Arc<TokenIssuer>,
     rooms: Arc<Rooms>,
     geo: Option<Arc<Geo>>,
+    media: Arc<Media>,
     background: Background,
 }
 
@@ -102,15 +105,28 @@ impl Realtime {
         settings: Arc<Settings>,
         tokens: Arc<TokenIssuer>,
         geo: Option<Arc<Geo>>,
+        media: Arc<Media>,
     ) -> Self {
         let (layer, io) = SocketIo::builder().req_path("/socket.io").build_layer();
+        let background = Background::default();
+        // Not on the tracker: it lives as long as the media layer, and
+        // shutdown only has to stop it.
+        let (events, stop) = (media.subscribe(), background.stop.clone());
+        let forward_io = io.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = media::forward_events(forward_io, events) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
         let ctx = Arc::new(Ctx {
             store,
             settings,
             tokens,
             rooms: Arc::new(Rooms::default()),
             geo,
-            background: Background::default(),
+            media,
+            background,
         });
         connection::register(&io, Arc::downgrade(&ctx));
         Self { io, layer, ctx }
@@ -144,6 +160,7 @@ impl Realtime {
         lifecycle::apply_role(
             &self.io,
             &self.ctx.rooms,
+            &self.ctx.media,
             webinar_id,
             registration_id,
             email,

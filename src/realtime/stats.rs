@@ -13,9 +13,11 @@ use serde_json::{json, Map, Value};
 use socketioxide::SocketIo;
 
 use super::connection::{Connection, Request};
+use super::media as signalling;
 use super::protocol::{parse, EventError, EventResult};
 use super::room::{self, PendingSession, Room};
 use super::Background;
+use crate::media::Media;
 use crate::model::{self, AnalyticsEvent, AttendanceSession, Timestamp};
 use crate::store::Store;
 
@@ -83,10 +85,12 @@ pub async fn close_session(store: &dyn Store, mut session: AttendanceSession, at
 pub(super) async fn leave(
     io: &SocketIo,
     store: Arc<dyn Store>,
+    media: &Arc<Media>,
     background: &Background,
     conn: &Connection,
 ) {
     let Some(room) = conn.room.get() else { return };
+    close_media(io, media, background, room, conn);
     let now = model::now();
     let left = room.with(|st| {
         let member = st.remove(&conn.peer_id)?;
@@ -194,4 +198,32 @@ pub(super) async fn report(req: Request, data: Value) -> EventResult {
     };
     req.store().add_analytics_event(&event).await?;
     Ok(json!({}))
+}
+
+/// A socket's media goes with it: at once for attendees (a reconnecting
+/// viewer consumes anew), after the grace period for presenters, whose
+/// media keeps flowing through a signalling blip.
+fn close_media(
+    io: &SocketIo,
+    media: &Arc<Media>,
+    background: &Background,
+    room: &Arc<Room>,
+    conn: &Connection,
+) {
+    let Some(media_room) = media.room(&room.webinar_id) else {
+        return;
+    };
+    let presenter = room.with(|st| st.members.get(&conn.peer_id).map(|m| m.role.is_presenter()));
+    let peer_id = conn.peer_id.clone();
+    let webinar_id = room.webinar_id.clone();
+    let io = io.clone();
+    let bg = background.clone();
+    let grace = presenter.unwrap_or(false) && !background.stopping();
+    background.spawn(async move {
+        if grace {
+            bg.sleep(PRESENTER_GRACE).await;
+        }
+        let closed = media_room.close_peer(&peer_id, false).await;
+        signalling::producers_closed(&io, &webinar_id, &closed).await;
+    });
 }

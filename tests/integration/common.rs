@@ -102,6 +102,9 @@ pub fn test_settings(backend: Backend, data_dir: &std::path::Path) -> Settings {
     s.auth.jwt_secret = Some(JWT_SECRET.into());
     s.limits.login_per_minute = 1000;
     s.limits.register_per_minute = 1000;
+    // Tests run side by side: media workers take any free port.
+    s.media.rtc_port = 0;
+    s.media.workers = Some(1);
     if backend == Backend::Mongo {
         s.store.kind = StoreKind::Mongodb;
         s.store.mongodb_uri = Some(mongo_base_uri().to_string());

@@ -836,9 +836,14 @@ async fn bad_payloads_get_error_acks_and_the_socket_keeps_working() {
     }
     assert_eq!(s.refused("noSuchEvent", json!({})).await, "unknown_event");
     assert_eq!(
-        s.refused("createWebRtcTransport", json!({"direction": "recv"}))
+        s.refused("createWebRtcTransport", json!({"direction": "sideways"}))
             .await,
-        "unknown_event"
+        "invalid_payload"
+    );
+    assert_eq!(
+        s.refused("consume", json!({"transportId": "not-a-uuid"}))
+            .await,
+        "invalid_payload"
     );
     assert_eq!(
         s.refused("setRole", json!({"peerId": 1, "role": "co-host"}))

@@ -533,7 +533,7 @@ impl Engine {
         &mut self,
         _now: Instant,
         transport_id: TransportId,
-        options: ProducerOptions,
+        mut options: ProducerOptions,
     ) -> Result<ProducerInfo, CallError> {
         let entry = self
             .transports
@@ -543,6 +543,17 @@ impl Engine {
             .routers
             .get(&entry.router_id)
             .ok_or_else(|| CallError::NotFound(format!("router {}", entry.router_id)))?;
+        // RID-only senders (browser simulcast) signal no CNAME; as
+        // mediasoup's transport does, give every such producer of the
+        // transport the same one, so receivers group its tracks.
+        if options.rtp_parameters.rtcp.cname.as_deref().is_none_or(str::is_empty) {
+            let known = entry
+                .producers
+                .iter()
+                .find_map(|p| self.producers[p].producer.rtp_parameters.rtcp.cname.clone());
+            options.rtp_parameters.rtcp.cname =
+                Some(known.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>())));
+        }
         let id = ProducerId::new();
         let producer = Producer::new(id, options, &router.capabilities)?;
         for p in &entry.producers {

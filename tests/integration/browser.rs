@@ -1,0 +1,97 @@
+//! End to end in a real browser: Debian's Chromium, driven by
+//! playwright-core (tests/browser/run.mjs), runs test pages that use the
+//! unmodified mediasoup-client and socket.io-client against this server:
+//! publishing camera, microphone and screen, decoding video on two
+//! viewers, chat, captions, capacity, promotion, and the end of the
+//! webinar. The pages are bundled by scripts/install-deps.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::{test_settings, unique_email, Backend, TestServer};
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_webinar_works_in_chromium() {
+    let dir = browser_dir();
+    assert!(
+        dir.join("dist/client.js").is_file() && dir.join("node_modules").is_dir(),
+        "the browser test pages are not built: run scripts/install-deps \
+         (npm ci --prefix tests/browser && node tests/browser/build.mjs)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(Backend::Embedded, data.path());
+    settings.server.web_dir = dir.join("dist");
+    let server = TestServer::start_with(settings).await;
+    let admin = server.admin().await;
+    let (status, w) = server
+        .call(
+            "POST",
+            "/api/v1/webinars",
+            Some(&admin),
+            Some(json!({"title": "Browser launch", "capacity": 2, "requiresApproval": false})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let wid = w["id"].as_str().unwrap().to_string();
+    let (status, host) = server
+        .call(
+            "POST",
+            &format!("/api/v1/webinars/{wid}/join"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut tokens = Vec::new();
+    let mut registrations = Vec::new();
+    for i in 0..3 {
+        let (rid, key, _) = server.register(&wid, &unique_email(&format!("b{i}"))).await;
+        let (status, joined) = server.join_as(&wid, &rid, &key).await;
+        assert_eq!(status, 200);
+        tokens.push(joined["token"].as_str().unwrap().to_string());
+        registrations.push(rid);
+    }
+    let config = json!({
+        "base": server.base,
+        "webinarId": wid,
+        "adminToken": admin,
+        "hostToken": host["token"],
+        "viewerTokens": [tokens[0], tokens[1]],
+        "extraToken": tokens[2],
+        "promoteRegistrationId": registrations[1],
+    });
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("run.mjs"))
+            .arg(config.to_string())
+            .current_dir(&dir)
+            .output()
+            .expect("running node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("\"result\":\"passed\""), "{stdout}");
+    // The caption reached the transcript, and the chat message the store.
+    let (_, analytics) = server
+        .call(
+            "GET",
+            &format!("/api/v1/webinars/{wid}/analytics"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(analytics["chatMessages"], 1, "{analytics}");
+    server.stop().await;
+}
