@@ -125,6 +125,8 @@ pub enum MediaEvent {
 struct TransportMeta {
     peer_id: String,
     direction: Direction,
+    /// Which of the room's routers (0: the origin).
+    slot: usize,
 }
 
 struct ProducerMeta {
@@ -136,6 +138,7 @@ struct ProducerMeta {
 struct ConsumerMeta {
     peer_id: String,
     producer_id: ProducerId,
+    slot: usize,
 }
 
 #[derive(Default)]
@@ -143,13 +146,23 @@ struct RoomObjects {
     transports: HashMap<TransportId, TransportMeta>,
     producers: HashMap<ProducerId, ProducerMeta>,
     consumers: HashMap<ConsumerId, ConsumerMeta>,
+    /// (origin producer, edge slot) -> the producer standing for it there.
+    piped: HashMap<(ProducerId, usize), ProducerId>,
+    /// Receive transports per slot, to spread viewers over workers.
+    recv_transports: Vec<usize>,
 }
 
-/// One webinar's media: a router on one worker and who owns what in it.
+/// One webinar's media. Presenters send to the origin router; viewers are
+/// spread over one router per worker (the room spans every worker), each
+/// producer piped in memory to an edge router the first time a viewer
+/// there consumes it: a big audience uses every core.
 pub struct MediaRoom {
     pub webinar_id: String,
     worker: Worker,
     router_id: RouterId,
+    /// Routers of the other workers (slots 1..).
+    edges: Vec<(Worker, RouterId)>,
+    pipe_lock: tokio::sync::Mutex<()>,
     rtp_capabilities: RtpCapabilities,
     active_speaker: RtpObserverId,
     objects: Mutex<RoomObjects>,
@@ -177,7 +190,22 @@ impl MediaRoom {
         list
     }
 
-    fn owned_transport(&self, peer_id: &str, id: TransportId) -> Result<Direction, MediaError> {
+    /// The worker and router of a slot (0: the origin).
+    fn slot(&self, slot: usize) -> (&Worker, RouterId) {
+        match slot {
+            0 => (&self.worker, self.router_id),
+            i => {
+                let (w, r) = &self.edges[i - 1];
+                (w, *r)
+            }
+        }
+    }
+
+    fn owned_transport(
+        &self,
+        peer_id: &str,
+        id: TransportId,
+    ) -> Result<(Direction, usize), MediaError> {
         let objects = self.objects();
         let t = objects
             .transports
@@ -186,7 +214,7 @@ impl MediaRoom {
         if t.peer_id != peer_id {
             return Err(MediaError::Forbidden("not your transport"));
         }
-        Ok(t.direction)
+        Ok((t.direction, t.slot))
     }
 
     pub async fn create_transport(
@@ -194,12 +222,27 @@ impl MediaRoom {
         peer_id: &str,
         direction: Direction,
     ) -> Result<sfu::WebRtcTransportInfo, MediaError> {
-        let info = self.worker.create_webrtc_transport(self.router_id).await?;
+        let slot = match direction {
+            Direction::Send => 0,
+            Direction::Recv => {
+                let mut objects = self.objects();
+                let slots = self.edges.len() + 1;
+                objects.recv_transports.resize(slots, 0);
+                let slot = (0..slots)
+                    .min_by_key(|i| objects.recv_transports[*i])
+                    .unwrap_or(0);
+                objects.recv_transports[slot] += 1;
+                slot
+            }
+        };
+        let (worker, router_id) = self.slot(slot);
+        let info = worker.create_webrtc_transport(router_id).await?;
         self.objects().transports.insert(
             info.id,
             TransportMeta {
                 peer_id: peer_id.to_string(),
                 direction,
+                slot,
             },
         );
         Ok(info)
@@ -211,8 +254,8 @@ impl MediaRoom {
         id: TransportId,
         dtls: DtlsParameters,
     ) -> Result<(), MediaError> {
-        self.owned_transport(peer_id, id)?;
-        Ok(self.worker.connect_webrtc_transport(id, dtls).await?)
+        let (_, slot) = self.owned_transport(peer_id, id)?;
+        Ok(self.slot(slot).0.connect_webrtc_transport(id, dtls).await?)
     }
 
     pub async fn restart_ice(
@@ -220,8 +263,8 @@ impl MediaRoom {
         peer_id: &str,
         id: TransportId,
     ) -> Result<sfu::transport::IceParameters, MediaError> {
-        self.owned_transport(peer_id, id)?;
-        Ok(self.worker.restart_ice(id).await?)
+        let (_, slot) = self.owned_transport(peer_id, id)?;
+        Ok(self.slot(slot).0.restart_ice(id).await?)
     }
 
     pub async fn produce(
@@ -232,7 +275,7 @@ impl MediaRoom {
         rtp_parameters: RtpParameters,
         source: Source,
     ) -> Result<ProducerSummary, MediaError> {
-        if self.owned_transport(peer_id, transport_id)? != Direction::Send {
+        if self.owned_transport(peer_id, transport_id)?.0 != Direction::Send {
             return Err(MediaError::Invalid("produce needs a send transport".into()));
         }
         if source.kind() != kind {
@@ -321,7 +364,10 @@ impl MediaRoom {
     fn forget_producer(&self, id: ProducerId) {
         let mut objects = self.objects();
         objects.producers.remove(&id);
-        objects.consumers.retain(|_, c| c.producer_id != id);
+        // Its consumers stay known until the worker reports them closed
+        // (an edge worker does so after the close crosses the pipe), so
+        // that their owners are told.
+        objects.piped.retain(|(origin, _), _| *origin != id);
     }
 
     pub async fn consume(
@@ -331,39 +377,69 @@ impl MediaRoom {
         producer_id: ProducerId,
         rtp_capabilities: RtpCapabilities,
     ) -> Result<ConsumerInfo, MediaError> {
-        if self.owned_transport(peer_id, transport_id)? != Direction::Recv {
+        let (direction, slot) = self.owned_transport(peer_id, transport_id)?;
+        if direction != Direction::Recv {
             return Err(MediaError::Invalid("consume needs a recv transport".into()));
         }
         if !self.objects().producers.contains_key(&producer_id) {
             return Err(MediaError::NotFound("producer"));
         }
-        let info = self
-            .worker
-            .consume(
-                transport_id,
-                ConsumerOptions::new(producer_id, rtp_capabilities),
-            )
+        let local = self.producer_on(producer_id, slot).await?;
+        let mut info = self
+            .slot(slot)
+            .0
+            .consume(transport_id, ConsumerOptions::new(local, rtp_capabilities))
             .await?;
+        // Clients know the producer by its origin id.
+        info.producer_id = producer_id;
         self.objects().consumers.insert(
             info.id,
             ConsumerMeta {
                 peer_id: peer_id.to_string(),
                 producer_id,
+                slot,
             },
         );
         Ok(info)
     }
 
-    fn owned_consumer(&self, peer_id: &str, id: ConsumerId) -> Result<(), MediaError> {
-        let objects = self.objects();
-        let c = objects
-            .consumers
-            .get(&id)
-            .ok_or(MediaError::NotFound("consumer"))?;
-        if c.peer_id != peer_id {
-            return Err(MediaError::Forbidden("not your consumer"));
+    /// The producer standing for `producer_id` on `slot`'s router, piped
+    /// there from the origin on first use.
+    async fn producer_on(
+        &self,
+        producer_id: ProducerId,
+        slot: usize,
+    ) -> Result<ProducerId, MediaError> {
+        if slot == 0 {
+            return Ok(producer_id);
         }
-        Ok(())
+        let _guard = self.pipe_lock.lock().await;
+        if let Some(p) = self.objects().piped.get(&(producer_id, slot)) {
+            return Ok(*p);
+        }
+        let (edge, router) = self.slot(slot);
+        let piped = self
+            .worker
+            .pipe_to_router(producer_id, edge, router)
+            .await?;
+        self.objects().piped.insert((producer_id, slot), piped);
+        Ok(piped)
+    }
+
+    /// The worker of a consumer of `peer_id`.
+    fn owned_consumer(&self, peer_id: &str, id: ConsumerId) -> Result<&Worker, MediaError> {
+        let slot = {
+            let objects = self.objects();
+            let c = objects
+                .consumers
+                .get(&id)
+                .ok_or(MediaError::NotFound("consumer"))?;
+            if c.peer_id != peer_id {
+                return Err(MediaError::Forbidden("not your consumer"));
+            }
+            c.slot
+        };
+        Ok(self.slot(slot).0)
     }
 
     pub async fn set_consumer_paused(
@@ -372,18 +448,18 @@ impl MediaRoom {
         id: ConsumerId,
         paused: bool,
     ) -> Result<(), MediaError> {
-        self.owned_consumer(peer_id, id)?;
+        let worker = self.owned_consumer(peer_id, id)?;
         if paused {
-            self.worker.pause_consumer(id).await?;
+            worker.pause_consumer(id).await?;
         } else {
-            self.worker.resume_consumer(id).await?;
+            worker.resume_consumer(id).await?;
         }
         Ok(())
     }
 
     pub async fn request_key_frame(&self, peer_id: &str, id: ConsumerId) -> Result<(), MediaError> {
-        self.owned_consumer(peer_id, id)?;
-        Ok(self.worker.request_consumer_key_frame(id).await?)
+        let worker = self.owned_consumer(peer_id, id)?;
+        Ok(worker.request_consumer_key_frame(id).await?)
     }
 
     pub async fn set_preferred_layers(
@@ -392,11 +468,8 @@ impl MediaRoom {
         id: ConsumerId,
         layers: ConsumerLayers,
     ) -> Result<(), MediaError> {
-        self.owned_consumer(peer_id, id)?;
-        Ok(self
-            .worker
-            .set_consumer_preferred_layers(id, layers)
-            .await?)
+        let worker = self.owned_consumer(peer_id, id)?;
+        Ok(worker.set_consumer_preferred_layers(id, layers).await?)
     }
 
     pub async fn set_priority(
@@ -405,14 +478,14 @@ impl MediaRoom {
         id: ConsumerId,
         priority: u8,
     ) -> Result<(), MediaError> {
-        self.owned_consumer(peer_id, id)?;
-        Ok(self.worker.set_consumer_priority(id, priority).await?)
+        let worker = self.owned_consumer(peer_id, id)?;
+        Ok(worker.set_consumer_priority(id, priority).await?)
     }
 
     /// Everything of a peer that leaves (or is demoted, for `producers_only`):
     /// returns the producers closed, for `producerClosed`.
     pub async fn close_peer(&self, peer_id: &str, producers_only: bool) -> Vec<ProducerId> {
-        let (transports, producers): (Vec<TransportId>, Vec<ProducerId>) = {
+        let (transports, producers): (Vec<(TransportId, usize)>, Vec<ProducerId>) = {
             let objects = self.objects();
             (
                 objects
@@ -421,7 +494,7 @@ impl MediaRoom {
                     .filter(|(_, t)| {
                         t.peer_id == peer_id && (!producers_only || t.direction == Direction::Send)
                     })
-                    .map(|(id, _)| *id)
+                    .map(|(id, t)| (*id, t.slot))
                     .collect(),
                 objects
                     .producers
@@ -435,10 +508,16 @@ impl MediaRoom {
             let _ = self.worker.close_producer(*p).await;
             self.forget_producer(*p);
         }
-        for t in transports {
-            let _ = self.worker.close_transport(t).await;
+        for (t, slot) in transports {
+            let _ = self.slot(slot).0.close_transport(t).await;
             let mut objects = self.objects();
-            objects.transports.remove(&t);
+            if let Some(meta) = objects.transports.remove(&t) {
+                if meta.direction == Direction::Recv {
+                    if let Some(n) = objects.recv_transports.get_mut(slot) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
             objects
                 .consumers
                 .retain(|_, c| c.peer_id != peer_id || producers_only);
@@ -562,10 +641,19 @@ impl Media {
         let active_speaker = worker
             .create_active_speaker_observer(router_id, ActiveSpeakerObserverOptions::default())
             .await?;
+        let mut edges = Vec::new();
+        for (i, edge) in self.workers.iter().enumerate() {
+            if i != index {
+                let (edge_router, _) = edge.create_router(media_codecs()).await?;
+                edges.push((edge.clone(), edge_router));
+            }
+        }
         let room = Arc::new(MediaRoom {
             webinar_id: webinar_id.to_string(),
             worker: worker.clone(),
             router_id,
+            edges,
+            pipe_lock: tokio::sync::Mutex::new(()),
             rtp_capabilities,
             active_speaker,
             objects: Mutex::new(RoomObjects::default()),
@@ -586,6 +674,9 @@ impl Media {
         if let Some(existing) = existing {
             // Another request opened it meanwhile: keep theirs.
             let _ = worker.close_router(router_id).await;
+            for (edge, router) in &room.edges {
+                let _ = edge.close_router(*router).await;
+            }
             return Ok(existing);
         }
         self.load.lock().expect("media load lock is never poisoned")[index] += 1;
@@ -601,6 +692,9 @@ impl Media {
             .remove(webinar_id);
         if let Some(room) = room {
             let _ = room.worker.close_router(room.router_id).await;
+            for (edge, router) in &room.edges {
+                let _ = edge.close_router(*router).await;
+            }
             if let Some(i) = self.workers.iter().position(|w| w.id() == room.worker.id()) {
                 let mut load = self.load.lock().expect("media load lock is never poisoned");
                 load[i] = load[i].saturating_sub(1);
@@ -767,5 +861,51 @@ mod tests {
         let closed = room.close_peer("alice", true).await;
         assert_eq!(closed, vec![p.id]);
         assert!(room.producers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn viewers_spread_over_workers_and_consume_through_pipes() {
+        let media = Media::start(&settings()).unwrap();
+        let room = media.open_room("big").await.unwrap();
+        let send = room
+            .create_transport("host", Direction::Send)
+            .await
+            .unwrap();
+        let params: RtpParameters = serde_json::from_value(serde_json::json!({
+            "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}],
+            "encodings": [{"ssrc": 7}], "rtcp": {"cname": "h"}
+        }))
+        .unwrap();
+        let mic = room
+            .produce("host", send.id, MediaKind::Audio, params, Source::Mic)
+            .await
+            .unwrap();
+        let mut slots = Vec::new();
+        for viewer in ["v1", "v2", "v3", "v4"] {
+            let t = room
+                .create_transport(viewer, Direction::Recv)
+                .await
+                .unwrap();
+            let c = room
+                .consume(viewer, t.id, mic.id, room.rtp_capabilities().clone())
+                .await
+                .unwrap();
+            assert_eq!(c.producer_id, mic.id, "clients see the origin producer id");
+            room.set_consumer_paused(viewer, c.id, false).await.unwrap();
+            slots.push(room.objects().transports[&t.id].slot);
+        }
+        assert_eq!(
+            slots,
+            vec![0, 1, 0, 1],
+            "viewers alternate between the two workers"
+        );
+        assert_eq!(
+            room.objects().piped.len(),
+            1,
+            "one pipe serves every viewer of the edge"
+        );
+        // Closing the producer at the origin closes its pipe.
+        room.close_producer("host", mic.id).await.unwrap();
+        assert!(room.objects().piped.is_empty());
     }
 }

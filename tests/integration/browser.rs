@@ -27,6 +27,8 @@ async fn a_live_webinar_works_in_chromium() {
     let data = tempfile::tempdir().unwrap();
     let mut settings = test_settings(Backend::Embedded, data.path());
     settings.server.web_dir = dir.join("dist");
+    // Two workers: the second viewer watches through an in-memory pipe.
+    settings.media.workers = Some(2);
     let server = TestServer::start_with(settings).await;
     let admin = server.admin().await;
     let (status, w) = server
