@@ -53,7 +53,7 @@ function decoding(snap, minVideos, minFrames) {
 }
 
 try {
-  step('host joins and publishes camera, microphone and screen during setup');
+  step('host joins and publishes camera (two simulcast layers), microphone and screen during setup');
   const host = await page('host', config.hostToken);
   if (host.joined.role !== 'host' || host.joined.status !== 'setup') fail(`host joined as ${JSON.stringify(host.joined)}`);
   const published = await host.page.evaluate(() => window.webinar.publish(['camera', 'mic', 'screen']));
@@ -82,6 +82,22 @@ try {
       return { ok: decoding(s, 2, 30) && s.audioPackets > 50 && s.errors.length === 0, detail: s };
     }, 30000);
   }
+
+  step('simulcast: the viewer\'s decoded size follows its preferred layer');
+  const cameraSize = async () => (await snapshot(viewers[0])).videos.find((v) => v.producerId === published.camera);
+  console.log(`camera as first decoded: ${JSON.stringify(await cameraSize())}`);
+  await viewers[0].page.evaluate((id) => window.webinar.setLayers(id, 0), published.camera);
+  await until('the low layer (320x240)', async () => {
+    const v = await cameraSize();
+    return { ok: v && v.width === 320, detail: v };
+  }, 20000);
+  await viewers[0].page.evaluate((id) => window.webinar.setLayers(id, 1), published.camera);
+  await until('the top layer (640x480) once asked for', async () => {
+    const v = await cameraSize();
+    const sender = await host.page.evaluate(() => window.webinar.sendStats());
+    return { ok: v && v.width >= 640, detail: { viewer: v, sender } };
+  }, 30000);
+  console.log(`camera after asking for layer 1: ${JSON.stringify(await cameraSize())}`);
 
   step('chat and captions round-trip');
   const sent = await request(viewers[0], 'sendChat', { text: 'hello from viewer1' });

@@ -85,6 +85,7 @@ async fn a_live_webinar_works_in_chromium() {
         "browser scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     assert!(stdout.contains("\"result\":\"passed\""), "{stdout}");
+    println!("{stdout}");
     // The caption reached the transcript, and the chat message the store.
     let (_, analytics) = server
         .call(

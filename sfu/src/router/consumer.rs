@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::allocation::AllocatedLayers;
 use super::producer::{Producer, ProducerType, RateMeter, Received};
 use crate::ids::{ConsumerId, ProducerId};
 use crate::ortc;
@@ -19,7 +20,9 @@ use crate::rtp::{
     rtx_encapsulate, RetransmissionBuffer, RtpPacket, RtpPacketMut, SeqRewriter, TsRewriter,
     Vp8Descriptor, Vp8Rewriter,
 };
-use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, ScalabilityMode};
+use crate::rtp_parameters::{
+    header_extension_uri, MediaKind, RtpCapabilities, RtpParameters, ScalabilityMode,
+};
 
 /// Spatial and temporal layer of a simulcast or SVC stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +123,11 @@ pub(crate) struct Consumer {
     pub current_spatial: Option<usize>,
     pub target_spatial: usize,
     current_temporal: Option<u8>,
+    /// What the transport's bandwidth allows (`None`: no estimate yet).
+    allocated: Option<AllocatedLayers>,
+    /// The receiver's transport-wide sequence number extension id, which
+    /// the transport rewrites with its own numbering.
+    pub(crate) transport_cc_ext: Option<u8>,
     encodings: usize,
     temporal_layers: u8,
     ssrc: u32,
@@ -225,6 +233,12 @@ impl Consumer {
             current_spatial: None,
             target_spatial: usize::from(preferred.spatial_layer.min(max_spatial)),
             current_temporal: None,
+            allocated: None,
+            transport_cc_ext: params
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == header_extension_uri::TRANSPORT_WIDE_CC_01)
+                .map(|e| e.id),
             encodings,
             temporal_layers: mode.temporal_layers.max(1),
             ssrc,
@@ -317,6 +331,58 @@ impl Consumer {
         needs
     }
 
+    /// Temporal layers per encoding (1 when the codec has none).
+    pub(crate) fn temporal_layers(&self) -> u8 {
+        self.temporal_layers
+    }
+
+    /// Whether the consumer forwards anything now (for allocation).
+    pub(crate) fn is_active(&self) -> bool {
+        self.active()
+    }
+
+    /// The transport's bandwidth allocation for this consumer: the highest
+    /// layers it may forward (below the preferred ones), or none at all.
+    pub(crate) fn set_allocation(
+        &mut self,
+        layers: AllocatedLayers,
+        producer: &Producer,
+        now: Instant,
+    ) -> ConsumerNeeds {
+        if layers == AllocatedLayers::NoActiveLayer || self.allocated == Some(layers) {
+            return ConsumerNeeds::default();
+        }
+        let was_paused = self.allocated == Some(AllocatedLayers::PausedForBandwidth);
+        self.allocated = Some(layers);
+        let mut needs = self.update_layers(producer, now);
+        if was_paused && self.kind == MediaKind::Video && self.active() {
+            // Back from a bandwidth pause: restart on a key frame.
+            self.key_frame_required = true;
+            self.current_spatial = None;
+            self.seq.sync();
+            self.ts.sync();
+            needs.key_frame = Some(self.target_spatial);
+        }
+        needs
+    }
+
+    fn bandwidth_paused(&self) -> bool {
+        self.allocated == Some(AllocatedLayers::PausedForBandwidth)
+    }
+
+    /// The highest temporal layer to forward: the preferred one, capped by
+    /// the allocation.
+    fn max_temporal(&self) -> Option<u8> {
+        let allocated = match self.allocated {
+            Some(AllocatedLayers::Forward(l)) => l.temporal_layer,
+            _ => None,
+        };
+        match (self.preferred.temporal_layer, allocated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub(crate) fn set_preferred_layers(
         &mut self,
         layers: ConsumerLayers,
@@ -334,7 +400,10 @@ impl Consumer {
         if self.r#type != ConsumerType::Simulcast {
             return needs;
         }
-        let max = self.encodings - 1;
+        let mut max = self.encodings - 1;
+        if let Some(AllocatedLayers::Forward(l)) = self.allocated {
+            max = max.min(usize::from(l.spatial_layer));
+        }
         let mut target = usize::from(self.preferred.spatial_layer).min(max);
         while target > 0 && !producer.encoding_active(target, now) {
             target -= 1;
@@ -371,6 +440,9 @@ impl Consumer {
         if !self.active() || rx.paused {
             return None;
         }
+        if self.bandwidth_paused() && self.kind == MediaKind::Video {
+            return None;
+        }
         if self.r#type == ConsumerType::Simulcast {
             if self.current_spatial != Some(rx.encoding) {
                 if rx.encoding != self.target_spatial || !rx.key_frame {
@@ -401,7 +473,7 @@ impl Consumer {
             return None;
         }
         let seq_in = RtpPacket::parse(packet).ok()?.sequence_number();
-        if let (Some(max_tl), Some(tl)) = (self.preferred.temporal_layer, rx.temporal_layer) {
+        if let (Some(max_tl), Some(tl)) = (self.max_temporal(), rx.temporal_layer) {
             if tl > max_tl {
                 self.seq.drop_packet(seq_in);
                 if let Some(v) = &mut self.vp8 {
@@ -470,6 +542,42 @@ impl Consumer {
         };
         self.retransmitted += 1;
         Some(n)
+    }
+
+    /// Whether this consumer can carry probe padding (video with RTX,
+    /// already sending).
+    pub(crate) fn can_pad(&self) -> bool {
+        self.kind == MediaKind::Video
+            && self.rtx.is_some()
+            && self.last_sent.is_some()
+            && self.active()
+    }
+
+    /// An RTX padding-only packet (for bandwidth probing) into `out`, with
+    /// a transport-wide sequence number slot when negotiated.
+    pub(crate) fn write_padding(&mut self, out: &mut [u8]) -> Option<usize> {
+        const PADDING: usize = 224;
+        let (rtx_ssrc, rtx_pt) = self.rtx?;
+        let (ts, _) = self.last_sent?;
+        self.rtx_seq = self.rtx_seq.wrapping_add(1);
+        let ext = self.transport_cc_ext.filter(|id| (1..=14).contains(id));
+        let header = 12 + if ext.is_some() { 8 } else { 0 };
+        let len = header + PADDING;
+        if out.len() < len {
+            return None;
+        }
+        out[0] = 0x80 | 0x20 | if ext.is_some() { 0x10 } else { 0 };
+        out[1] = rtx_pt & 0x7f;
+        out[2..4].copy_from_slice(&self.rtx_seq.to_be_bytes());
+        out[4..8].copy_from_slice(&ts.to_be_bytes());
+        out[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
+        if let Some(id) = ext {
+            out[12..16].copy_from_slice(&[0xBE, 0xDE, 0x00, 0x01]);
+            out[16..20].copy_from_slice(&[(id << 4) | 1, 0, 0, 0]);
+        }
+        out[header..len].fill(0);
+        out[len - 1] = PADDING as u8;
+        Some(len)
     }
 
     pub(crate) fn note_nack(&mut self) {

@@ -3,6 +3,8 @@
 //! capabilities and the producer -> consumers fan-out map — lives in the
 //! worker's engine, which owns every object of its thread.
 
+pub(crate) mod allocation;
+pub(crate) mod bandwidth_estimator;
 pub(crate) mod consumer;
 pub(crate) mod plain_transport;
 pub(crate) mod producer;

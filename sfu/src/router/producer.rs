@@ -444,6 +444,20 @@ impl Producer {
         })
     }
 
+    /// Bits per second received of each encoding over the last second
+    /// (0 for an encoding that stopped).
+    pub(crate) fn encoding_bitrates(&mut self, now: Instant) -> Vec<u64> {
+        (0..self.streams.len())
+            .map(|i| {
+                if self.encoding_active(i, now) {
+                    self.streams[i].meter.bitrate(now)
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
     /// Whether a packet of this SSRC (or, lacking a known SSRC, with these
     /// MID/RID values) belongs to this producer.
     pub(crate) fn claims(&self, packet: &RtpPacket<'_>) -> bool {

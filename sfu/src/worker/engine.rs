@@ -22,6 +22,8 @@ use super::webrtc_server::WebRtcServer;
 use super::{CallError, ConsumerInfo, ProducerInfo, WorkerEvent};
 use crate::ids::{ConsumerId, ProducerId, RouterId, RtpObserverId, TransportId, WorkerId};
 use crate::ortc;
+use crate::router::allocation::{estimated_layer_bitrates, Allocator, ConsumerDemand};
+use crate::router::bandwidth_estimator::{BandwidthEstimator, BandwidthEstimatorOptions};
 use crate::router::consumer::{Consumer, ConsumerNeeds};
 use crate::router::plain_transport::{
     PlainConnectParameters, PlainOutput, PlainTransport, PlainTransportOptions, SrtpParameters,
@@ -35,7 +37,7 @@ use crate::router::{
     ProducerStreamStats,
 };
 use crate::rtcp::{parse_compound, NtpTime, RtcpPacket};
-use crate::rtp::RtpPacket;
+use crate::rtp::{RtpPacket, RtpPacketMut};
 use crate::rtp_parameters::{RtpCapabilities, RtpCodecCapability};
 use crate::transport::{
     DtlsCertificate, DtlsParameters, IceCandidate, IceListenInfo, IceParameters, TransportEvent,
@@ -134,6 +136,53 @@ impl AnyTransport {
     }
 }
 
+/// A transport's outgoing bandwidth: the estimate, its allocation, our
+/// transport-wide sequence numbers, and a running probe.
+struct Bandwidth {
+    estimator: BandwidthEstimator,
+    allocator: Allocator,
+    next_seq: u16,
+    probe: Option<ProbeRun>,
+}
+
+/// Padding sent at `bitrate` until `until` to discover headroom.
+struct ProbeRun {
+    bitrate: u64,
+    until: Instant,
+    last: Instant,
+    /// Bytes owed from earlier ticks.
+    credit: f64,
+}
+
+impl Bandwidth {
+    fn new() -> Self {
+        Self {
+            estimator: BandwidthEstimator::new(BandwidthEstimatorOptions::default()),
+            allocator: Allocator::new(),
+            next_seq: 0,
+            probe: None,
+        }
+    }
+
+    /// Gives an outgoing packet our transport-wide sequence number (in
+    /// place, when it carries the extension) and records its departure.
+    fn stamp(&mut self, now: Instant, packet: &mut [u8], ext: Option<u8>, probe: bool) {
+        let Some(id) = ext else { return };
+        let Ok(mut p) = RtpPacketMut::parse(packet) else {
+            return;
+        };
+        let seq = self.next_seq;
+        if p.set_extension(id, &seq.to_be_bytes()).is_ok() {
+            self.next_seq = seq.wrapping_add(1);
+            self.estimator.on_packet_sent(seq, packet.len(), now, probe);
+        }
+    }
+}
+
+fn probe_credit(b: &Bandwidth) -> f64 {
+    b.probe.as_ref().map_or(0.0, |p| p.credit)
+}
+
 /// Which socket a datagram leaves from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -182,6 +231,9 @@ struct TransportEntry {
     dirty: bool,
     /// Arrival times for congestion control feedback to the sender.
     transport_cc: Option<TransportCcRecorder>,
+    /// Send-side bandwidth estimation and its sharing among the consumers,
+    /// created with the first consumer.
+    bandwidth: Option<Bandwidth>,
     rtp_in: u64,
     rtp_out: u64,
 }
@@ -393,6 +445,7 @@ impl Engine {
                 ice_ufrag: info.ice_parameters.username_fragment.clone(),
                 dirty: false,
                 transport_cc: None,
+                bandwidth: None,
                 rtp_in: 0,
                 rtp_out: 0,
             },
@@ -546,7 +599,13 @@ impl Engine {
         // RID-only senders (browser simulcast) signal no CNAME; as
         // mediasoup's transport does, give every such producer of the
         // transport the same one, so receivers group its tracks.
-        if options.rtp_parameters.rtcp.cname.as_deref().is_none_or(str::is_empty) {
+        if options
+            .rtp_parameters
+            .rtcp
+            .cname
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
             let known = entry
                 .producers
                 .iter()
@@ -727,6 +786,7 @@ impl Engine {
         let consumer = Consumer::new(id, &producer.producer, &options, mid)?;
         transport.next_mid += 1;
         transport.consumers.push(id);
+        transport.bandwidth.get_or_insert_with(Bandwidth::new);
         transport.ssrc_to_consumer.insert(consumer.ssrc(), id);
         if let Some(rtx) = consumer.rtx_ssrc() {
             transport.ssrc_to_consumer.insert(rtx, id);
@@ -1019,6 +1079,7 @@ impl Engine {
                 ice_ufrag: String::new(),
                 dirty: false,
                 transport_cc: None,
+                bandwidth: None,
                 rtp_in: 0,
                 rtp_out: 0,
             },
@@ -1195,6 +1256,9 @@ impl Engine {
             let mut needs = ConsumerNeeds::default();
             if let Some(n) = ce.consumer.forward(now, rx, packet, scratch, &mut needs) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
+                    if let Some(b) = &mut t.bandwidth {
+                        b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, false);
+                    }
                     if t.transport.send_rtp(now, &scratch[..n]) {
                         t.rtp_out += 1;
                     }
@@ -1271,6 +1335,30 @@ impl Engine {
                 }
             }
         }
+        // Congestion feedback about what we send on this transport.
+        let mut estimate_changed = false;
+        if let Some(b) = self
+            .transports
+            .get_mut(&tid)
+            .and_then(|t| t.bandwidth.as_mut())
+        {
+            for item in parse_compound(compound).flatten() {
+                match item {
+                    RtcpPacket::TransportCc(fb) => {
+                        b.estimator.on_transport_cc(&fb, now);
+                        estimate_changed = true;
+                    }
+                    RtcpPacket::Remb(remb) => {
+                        b.estimator.on_remb(remb.bitrate, now);
+                        estimate_changed = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if estimate_changed {
+            self.reallocate(now, tid);
+        }
         for (cid, seq) in resend {
             let Self {
                 consumers,
@@ -1284,6 +1372,9 @@ impl Engine {
             };
             if let Some(n) = ce.consumer.retransmit(now, seq, scratch) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
+                    if let Some(b) = &mut t.bandwidth {
+                        b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, false);
+                    }
                     t.transport.send_rtp(now, &scratch[..n]);
                     if !t.dirty {
                         t.dirty = true;
@@ -1323,7 +1414,13 @@ impl Engine {
                     if t.transport.poll_timeout().is_some_and(|at| now >= at) {
                         t.transport.handle_timeout(now);
                     }
+                    if let Some(b) = &mut t.bandwidth {
+                        if b.estimator.poll_timeout().is_some_and(|at| now >= at) {
+                            b.estimator.handle_timeout(now);
+                        }
+                    }
                 }
+                self.send_probe_padding(now, tid);
                 self.drain_transport(now, tid);
             }
         }
@@ -1371,6 +1468,15 @@ impl Engine {
         }
         if self.next_layer_check.is_none_or(|t| now >= t) {
             self.next_layer_check = Some(now + LAYER_CHECK_INTERVAL);
+            let with_consumers: Vec<TransportId> = self
+                .transports
+                .iter()
+                .filter(|(_, t)| t.bandwidth.is_some() && !t.consumers.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for tid in with_consumers {
+                self.reallocate(now, tid);
+            }
             let ids: Vec<ConsumerId> = self.consumers.keys().copied().collect();
             for cid in ids {
                 let Some(ce) = self.consumers.get_mut(&cid) else {
@@ -1603,6 +1709,134 @@ impl Engine {
                 self.request_key_frame(now, producer, encoding);
                 self.flush(now);
             }
+        }
+    }
+
+    /// Shares the transport's estimated outgoing bitrate among its
+    /// consumers and applies the result; starts a probe when a better
+    /// layer needs more than the estimate.
+    fn reallocate(&mut self, now: Instant, tid: TransportId) {
+        let Some(t) = self.transports.get(&tid) else {
+            return;
+        };
+        if t.bandwidth.is_none() {
+            return;
+        }
+        let mut demands = Vec::new();
+        for cid in &t.consumers {
+            let Some(ce) = self.consumers.get(cid) else {
+                continue;
+            };
+            let c = &ce.consumer;
+            if !c.is_active() {
+                continue;
+            }
+            let Some(pe) = self.producers.get_mut(&c.producer_id) else {
+                continue;
+            };
+            let encodings = pe.producer.encoding_bitrates(now);
+            let bitrates = match c.kind {
+                crate::rtp_parameters::MediaKind::Video => {
+                    estimated_layer_bitrates(&encodings, c.temporal_layers())
+                }
+                crate::rtp_parameters::MediaKind::Audio => vec![vec![encodings.iter().sum()]],
+            };
+            demands.push(ConsumerDemand {
+                id: *cid,
+                kind: c.kind,
+                priority: c.priority,
+                preferred: c.preferred,
+                bitrates,
+            });
+        }
+        let Some(b) = self
+            .transports
+            .get_mut(&tid)
+            .and_then(|t| t.bandwidth.as_mut())
+        else {
+            return;
+        };
+        let estimate = b.estimator.estimate();
+        let allocations = b.allocator.allocate(now, estimate, &demands);
+        if let Some(target) = b.allocator.probe_target() {
+            if b.probe.is_none() {
+                if let Some(cluster) = b.estimator.wants_probe(now, target) {
+                    b.probe = Some(ProbeRun {
+                        bitrate: cluster.padding_bitrate,
+                        until: now + cluster.duration,
+                        last: now,
+                        credit: 0.0,
+                    });
+                }
+            }
+        }
+        for a in allocations {
+            let Some(ce) = self.consumers.get_mut(&a.id) else {
+                continue;
+            };
+            let Some(pe) = self.producers.get(&ce.consumer.producer_id) else {
+                continue;
+            };
+            let needs = ce.consumer.set_allocation(a.layers, &pe.producer, now);
+            if needs != ConsumerNeeds::default() {
+                self.apply_needs(now, a.id, needs);
+            }
+        }
+    }
+
+    /// Sends the padding a running probe owes by now, as RTX padding-only
+    /// packets of a video consumer of the transport.
+    fn send_probe_padding(&mut self, now: Instant, tid: TransportId) {
+        let Self {
+            transports,
+            consumers,
+            dirty,
+            scratch,
+            ..
+        } = self;
+        let Some(t) = transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(b) = t.bandwidth.as_mut() else {
+            return;
+        };
+        let Some(probe) = b.probe.as_mut() else {
+            return;
+        };
+        if now >= probe.until {
+            b.probe = None;
+            return;
+        }
+        let elapsed = now.saturating_duration_since(probe.last).as_secs_f64();
+        probe.last = now;
+        probe.credit += elapsed * probe.bitrate as f64 / 8.0;
+        let Some(carrier) = t
+            .consumers
+            .iter()
+            .find(|c| consumers.get(c).is_some_and(|ce| ce.consumer.can_pad()))
+            .copied()
+        else {
+            b.probe = None;
+            return;
+        };
+        let ce = consumers.get_mut(&carrier).expect("found just above");
+        // At most a burst of 20 packets per tick, so a late tick does not
+        // flood the link.
+        let mut sent = 0;
+        while probe_credit(b) >= 200.0 && sent < 20 {
+            let Some(n) = ce.consumer.write_padding(scratch) else {
+                break;
+            };
+            b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, true);
+            let _ = t.transport.send_rtp(now, &scratch[..n]);
+            if let Some(p) = b.probe.as_mut() {
+                p.credit -= n as f64;
+            }
+            sent += 1;
+        }
+        if sent > 0 && !t.dirty {
+            t.dirty = true;
+            dirty.push(tid);
         }
     }
 

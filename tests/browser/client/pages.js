@@ -101,7 +101,8 @@ window.webinar = {
     const media = await navigator.mediaDevices.getUserMedia({ audio: sources.includes('mic'), video: sources.includes('camera') ? { width: 640, height: 480 } : false });
     if (sources.includes('camera')) {
       const p = await window.client.publish(media.getVideoTracks()[0], 'camera', {
-        encodings: [{ maxBitrate: 150000, scaleResolutionDownBy: 4 }, { maxBitrate: 400000, scaleResolutionDownBy: 2 }, { maxBitrate: 1200000 }],
+        // Chrome sends at most two simulcast layers of a 640x480 source.
+        encodings: [{ maxBitrate: 250000, scaleResolutionDownBy: 2 }, { maxBitrate: 900000 }],
       });
       ids.camera = p.id;
     }
@@ -119,6 +120,29 @@ window.webinar = {
     const consumer = await window.client.consume(producerId);
     if (consumer.kind === 'video') watchVideo(consumer);
     return consumer.id;
+  },
+  /** Asks for a spatial layer of the consumer of `producerId`. */
+  async setLayers(producerId, spatialLayer) {
+    for (const [consumerId, v] of Object.entries(state.videos)) {
+      if (v.producerId === producerId) {
+        return window.client.request('setConsumerPreferredLayers', { consumerId, spatialLayer });
+      }
+    }
+    throw new Error(`no consumer of ${producerId}`);
+  },
+  /** What the sending side's browser reports: its bandwidth estimate and each outgoing layer. */
+  async sendStats() {
+    const t = window.client.sendTransport;
+    if (!t) return null;
+    const stats = await t.getStats();
+    const out = { availableOutgoingBitrate: null, layers: [] };
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated) out.availableOutgoingBitrate = s.availableOutgoingBitrate;
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.layers.push({ rid: s.rid, width: s.frameWidth, active: s.active, limit: s.qualityLimitationReason, bytes: s.bytesSent });
+      }
+    });
+    return out;
   },
   async snapshot() {
     return {
