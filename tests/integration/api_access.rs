@@ -253,6 +253,13 @@ async fn every_endpoint_allows_exactly_its_roles() {
             200,
         ),
         (
+            "GET",
+            format!("/api/v1/webinars/{w}/analytics"),
+            None,
+            presenters.to_vec(),
+            200,
+        ),
+        (
             "POST",
             format!(
                 "/api/v1/webinars/{w}/registrations/{}/approve",
