@@ -8,6 +8,8 @@
 //! and events out; the worker thread is a thin driver around them.
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod ids;
 pub mod ortc;
 pub mod router;

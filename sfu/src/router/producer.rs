@@ -132,6 +132,11 @@ impl RateMeter {
 
     fn advance(&mut self, now: Instant) {
         let start = *self.bucket_start.get_or_insert(now);
+        // The common case on the packet path: still inside the bucket, with
+        // no division.
+        if now < start + Self::BUCKET {
+            return;
+        }
         let elapsed = now.saturating_duration_since(start);
         let steps = (elapsed.as_millis() / Self::BUCKET.as_millis()) as usize;
         if steps == 0 {
