@@ -160,6 +160,9 @@ pub struct MediaSettings {
     pub rtc_port: u16,
     /// Media worker threads; the number of cores when unset.
     pub workers: Option<usize>,
+    /// How often each viewer's reception (RTT, loss, bitrate, as the
+    /// server measures it) is sampled into the analytics, in seconds.
+    pub quality_sample_seconds: u64,
 }
 
 impl Default for MediaSettings {
@@ -169,6 +172,7 @@ impl Default for MediaSettings {
             announced_ip: None,
             rtc_port: 40000,
             workers: None,
+            quality_sample_seconds: 10,
         }
     }
 }

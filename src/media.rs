@@ -93,6 +93,16 @@ impl From<CallError> for MediaError {
     }
 }
 
+/// The server's view of one viewer's reception.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QualitySample {
+    pub rtt_ms: Option<f64>,
+    /// Percent of packets lost (worst consumer).
+    pub packet_loss: f64,
+    pub bitrate_kbps: f64,
+}
+
 /// Something the realtime layer should tell a peer or a room.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
@@ -137,7 +147,6 @@ struct ProducerMeta {
 
 struct ConsumerMeta {
     peer_id: String,
-    producer_id: ProducerId,
     slot: usize,
 }
 
@@ -396,7 +405,6 @@ impl MediaRoom {
             info.id,
             ConsumerMeta {
                 peer_id: peer_id.to_string(),
-                producer_id,
                 slot,
             },
         );
@@ -523,6 +531,35 @@ impl MediaRoom {
                 .retain(|_, c| c.peer_id != peer_id || producers_only);
         }
         producers
+    }
+
+    /// What the media engine measures of each viewer's reception: per peer,
+    /// the worst round-trip time and loss and the total bitrate of its
+    /// consumers (for the quality figures of the analytics).
+    pub async fn quality_samples(&self) -> Vec<(String, QualitySample)> {
+        let consumers: Vec<(ConsumerId, String, usize)> = self
+            .objects()
+            .consumers
+            .iter()
+            .map(|(id, c)| (*id, c.peer_id.clone(), c.slot))
+            .collect();
+        let mut per_peer: HashMap<String, QualitySample> = HashMap::new();
+        for (id, peer, slot) in consumers {
+            let Ok(stats) = self.slot(slot).0.consumer_stats(id).await else {
+                continue;
+            };
+            let sample = per_peer.entry(peer).or_default();
+            if let Some(rtt) = stats.round_trip_time_ms {
+                sample.rtt_ms = Some(sample.rtt_ms.map_or(rtt, |r: f64| r.max(rtt)));
+            }
+            let loss = f64::from(stats.fraction_lost) * 100.0 / 256.0;
+            sample.packet_loss = sample.packet_loss.max(loss);
+            sample.bitrate_kbps += stats.bitrate as f64 / 1000.0;
+        }
+        per_peer
+            .into_iter()
+            .filter(|(_, s)| s.bitrate_kbps > 0.0)
+            .collect()
     }
 
     /// The producer's owner, for events.
@@ -702,7 +739,7 @@ impl Media {
         }
     }
 
-    fn rooms_snapshot(&self) -> Vec<Arc<MediaRoom>> {
+    pub fn rooms_snapshot(&self) -> Vec<Arc<MediaRoom>> {
         self.rooms
             .lock()
             .expect("media rooms lock is never poisoned")

@@ -21,7 +21,7 @@ use super::AppState;
 use crate::model::{
     self, AttendanceSession, Location, RegistrationStatus, Timestamp, WebinarStatus,
 };
-use crate::realtime::QUALITY_EVENT;
+use crate::realtime::{QUALITY_EVENT, SERVER_QUALITY_EVENT};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CountryCount {
@@ -50,6 +50,11 @@ pub struct QualityView {
     pub avg_packet_loss: Option<f64>,
     pub avg_jitter_ms: Option<f64>,
     pub avg_bitrate_kbps: Option<f64>,
+    /// The same figures as the media server measured them for each viewer
+    /// (RTT from RTCP reports, loss reported by the viewer, bitrate sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub server: Option<Box<QualityView>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,6 +119,7 @@ fn quality(samples: &[serde_json::Value], reporters: u64) -> QualityView {
         avg_packet_loss: avg(&field("packetLoss")),
         avg_jitter_ms: avg(&field("jitterMs")),
         avg_bitrate_kbps: avg(&field("bitrateKbps")),
+        server: None,
     }
 }
 
@@ -205,7 +211,18 @@ pub async fn get(
                 count,
             })
             .collect(),
-        quality: quality(&samples, reporters.len() as u64),
+        quality: {
+            let mut q = quality(&samples, reporters.len() as u64);
+            let server = state
+                .store
+                .analytics_events(&webinar.id, Some(SERVER_QUALITY_EVENT))
+                .await?;
+            let peers: BTreeSet<&str> =
+                server.iter().filter_map(|e| e.peer_id.as_deref()).collect();
+            let data: Vec<_> = server.iter().map(|e| e.data.clone()).collect();
+            q.server = Some(Box::new(quality(&data, peers.len() as u64)));
+            q
+        },
     }))
 }
 

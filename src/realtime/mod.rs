@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use geo::Geo;
-pub use stats::QUALITY_EVENT;
+pub use stats::{QUALITY_EVENT, SERVER_QUALITY_EVENT};
 
 use crate::auth::TokenIssuer;
 use crate::config::Settings;
@@ -119,6 +119,13 @@ impl Realtime {
                 _ = stop.cancelled() => {}
             }
         });
+        let interval = std::time::Duration::from_secs(settings.media.quality_sample_seconds.max(1));
+        tokio::spawn(stats::sample_quality(
+            store.clone(),
+            Arc::downgrade(&media),
+            background.clone(),
+            interval,
+        ));
         let ctx = Arc::new(Ctx {
             store,
             settings,

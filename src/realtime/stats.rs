@@ -23,6 +23,8 @@ use crate::store::Store;
 
 /// Analytics event kind of a quality report.
 pub const QUALITY_EVENT: &str = "quality";
+/// Analytics events of each viewer's reception as the media engine measures it.
+pub const SERVER_QUALITY_EVENT: &str = "server_quality";
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a presenter's session stays open after their socket dropped.
 pub const PRESENTER_GRACE: Duration = Duration::from_secs(15);
@@ -226,4 +228,33 @@ fn close_media(
         let closed = media_room.close_peer(&peer_id, false).await;
         signalling::producers_closed(&io, &webinar_id, &closed).await;
     });
+}
+
+/// Samples every room's viewers' reception (RTT, loss, bitrate, as the
+/// media engine measures it) into the analytics, every `interval`, until
+/// shutdown.
+pub(super) async fn sample_quality(
+    store: Arc<dyn Store>,
+    media: std::sync::Weak<Media>,
+    background: Background,
+    interval: Duration,
+) {
+    while background.sleep(interval).await {
+        let Some(media) = media.upgrade() else { return };
+        for room in media.rooms_snapshot() {
+            for (peer_id, sample) in room.quality_samples().await {
+                let event = AnalyticsEvent {
+                    id: model::new_id(),
+                    webinar_id: room.webinar_id.clone(),
+                    kind: SERVER_QUALITY_EVENT.to_string(),
+                    peer_id: Some(peer_id),
+                    data: serde_json::to_value(&sample).unwrap_or_default(),
+                    ts: model::now(),
+                };
+                if let Err(e) = store.add_analytics_event(&event).await {
+                    tracing::warn!("storing a quality sample: {e}");
+                }
+            }
+        }
+    }
 }

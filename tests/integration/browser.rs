@@ -29,6 +29,7 @@ async fn a_live_webinar_works_in_chromium() {
     settings.server.web_dir = dir.join("dist");
     // Two workers: the second viewer watches through an in-memory pipe.
     settings.media.workers = Some(2);
+    settings.media.quality_sample_seconds = 1;
     let server = TestServer::start_with(settings).await;
     let admin = server.admin().await;
     let (status, w) = server
@@ -96,5 +97,15 @@ async fn a_live_webinar_works_in_chromium() {
         )
         .await;
     assert_eq!(analytics["chatMessages"], 1, "{analytics}");
+    // The server sampled the viewers' reception while media flowed.
+    let server_quality = &analytics["quality"]["server"];
+    assert!(
+        server_quality["samples"].as_u64().unwrap() > 0,
+        "{analytics}"
+    );
+    assert!(
+        server_quality["avgBitrateKbps"].as_f64().unwrap() > 10.0,
+        "{analytics}"
+    );
     server.stop().await;
 }
