@@ -42,6 +42,9 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// Static files of the browser app, served at `/` when the folder exists.
     pub web_dir: PathBuf,
+    /// A host or co-host whose connection drops keeps their media flowing
+    /// and their attendance session open this long, in seconds.
+    pub presenter_grace_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +56,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             data_dir: PathBuf::from("./data"),
             web_dir: PathBuf::from("./web/dist"),
+            presenter_grace_seconds: 15,
         }
     }
 }

@@ -362,8 +362,10 @@ fn on_connect(ctx: Weak<Ctx>, s: SocketRef) {
             let store = ctx.store.clone();
             let media = ctx.media.clone();
             let background = ctx.background.clone();
-            ctx.background
-                .spawn(async move { stats::leave(&io, store, &media, &background, &conn).await })
+            let grace = std::time::Duration::from_secs(ctx.settings.server.presenter_grace_seconds);
+            ctx.background.spawn(async move {
+                stats::leave(&io, store, &media, &background, &conn, grace).await
+            })
         });
         async move {
             if let Some(work) = work {

@@ -27,7 +27,6 @@ pub const QUALITY_EVENT: &str = "quality";
 pub const SERVER_QUALITY_EVENT: &str = "server_quality";
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a presenter's session stays open after their socket dropped.
-pub const PRESENTER_GRACE: Duration = Duration::from_secs(15);
 /// Least time between two stored quality reports of one socket.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -90,9 +89,10 @@ pub(super) async fn leave(
     media: &Arc<Media>,
     background: &Background,
     conn: &Connection,
+    grace: Duration,
 ) {
     let Some(room) = conn.room.get() else { return };
-    close_media(io, media, background, room, conn);
+    close_media(io, media, background, room, conn, grace);
     let now = model::now();
     let left = room.with(|st| {
         let member = st.remove(&conn.peer_id)?;
@@ -120,7 +120,7 @@ pub(super) async fn leave(
     let bg = background.clone();
     background.spawn(async move {
         // Cut short by shutdown: the session closes at once.
-        bg.sleep(PRESENTER_GRACE).await;
+        bg.sleep(grace).await;
         let still_pending = room.with(|st| {
             let ours = st
                 .pending_sessions
@@ -211,6 +211,7 @@ fn close_media(
     background: &Background,
     room: &Arc<Room>,
     conn: &Connection,
+    grace: Duration,
 ) {
     let Some(media_room) = media.room(&room.webinar_id) else {
         return;
@@ -220,10 +221,10 @@ fn close_media(
     let webinar_id = room.webinar_id.clone();
     let io = io.clone();
     let bg = background.clone();
-    let grace = presenter.unwrap_or(false) && !background.stopping();
+    let wait = presenter.unwrap_or(false) && !background.stopping();
     background.spawn(async move {
-        if grace {
-            bg.sleep(PRESENTER_GRACE).await;
+        if wait {
+            bg.sleep(grace).await;
         }
         let closed = media_room.close_peer(&peer_id, false).await;
         signalling::producers_closed(&io, &webinar_id, &closed).await;

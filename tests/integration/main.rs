@@ -4,7 +4,6 @@
 mod api_access;
 mod api_flow;
 mod api_input;
-mod browser;
 mod common;
 mod media_signalling;
 mod mmdb;

@@ -255,3 +255,69 @@ async fn ending_the_webinar_ends_its_media() {
     assert_eq!(again.refused("join", json!({})).await, "webinar_ended");
     let _ = wid;
 }
+
+#[tokio::test]
+async fn a_dropped_host_keeps_presenting_for_the_grace_period_and_viewers_can_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::common::test_settings(Backend::Embedded, dir.path());
+    settings.server.presenter_grace_seconds = 2;
+    let server = TestServer::start_with(settings).await;
+    let (wid, host_token) = setup(&server).await;
+    let (_, viewer_token) = attendee(&server, &wid).await;
+    let (mut host, _) = joined(&server, &host_token).await;
+    let mic = produce_mic(&mut host, "mic").await;
+    host.ok("startWebinar", json!({})).await;
+    let (mut viewer, join) = joined(&server, &viewer_token).await;
+    let caps = join["routerRtpCapabilities"].clone();
+    let recv = viewer
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    viewer
+        .ok(
+            "consume",
+            json!({"transportId": recv["id"], "producerId": mic, "rtpCapabilities": caps}),
+        )
+        .await;
+
+    // The host's connection drops: its media is not cut at once...
+    let dropped_at = std::time::Instant::now();
+    host.disconnect().await;
+    assert!(
+        viewer
+            .try_next_event("producerClosed", std::time::Duration::from_millis(1000))
+            .await
+            .is_none(),
+        "a signalling blip must not cut the presenter's media"
+    );
+    // ...but after the grace period.
+    assert_eq!(
+        viewer.next_event("producerClosed").await["id"],
+        mic.as_str()
+    );
+    assert!(dropped_at.elapsed() >= std::time::Duration::from_secs(2));
+
+    // A viewer whose connection drops comes back with the same token and
+    // consumes again.
+    let (mut host, _) = joined(&server, &host_token).await;
+    let mic = produce_mic(&mut host, "mic").await;
+    viewer.disconnect().await;
+    let (mut viewer, join) = joined(&server, &viewer_token).await;
+    assert_eq!(join["role"], "attendee");
+    assert!(join["producers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == mic.as_str()));
+    let recv = viewer
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    let consumer = viewer
+        .ok(
+            "consume",
+            json!({"transportId": recv["id"], "producerId": mic, "rtpCapabilities": caps}),
+        )
+        .await;
+    viewer
+        .ok("resumeConsumer", json!({"consumerId": consumer["id"]}))
+        .await;
+}

@@ -10,7 +10,13 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::{test_settings, unique_email, Backend, TestServer};
+// Its own test binary, so that Chromium does not compete for the two cores
+// with the other integration tests (binaries run one after another).
+#[allow(dead_code)]
+#[path = "integration/common.rs"]
+mod common;
+
+use common::{test_settings, unique_email, Backend, TestServer};
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
