@@ -2,7 +2,7 @@
 // microphone): a host publishes camera, microphone and a screen; two
 // viewers consume; chat and captions round-trip; the capacity limit
 // refuses an extra viewer; a promoted attendee publishes; endWebinar ends
-// every page's media. Driven by tests/integration/browser.rs, which starts
+// every page's media. Driven by tests/browser_e2e.rs, which starts
 // the server and passes the tokens as JSON in argv[2].
 import { chromium } from 'playwright-core';
 
