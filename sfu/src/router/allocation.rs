@@ -34,10 +34,12 @@
 //!   which allowed it overstated the path (typically an estimate that grew
 //!   while the link was not used, or the burst of a key frame at the
 //!   switch): for the next 10 s (doubling with each such failure in a row,
-//!   up to 60 s) upgrades need an estimate 25 % above that one. A probe
-//!   finding real headroom passes that bar; the same estimate creeping
-//!   back does not, so an unsustainable layer is retried rarely instead of
-//!   flapping.
+//!   up to 60 s) upgrades to layers needing as much as the undone ones
+//!   need an estimate 25 % above that one (upgrades to less are not held
+//!   back: after a real drop in capacity the consumer must be able to climb
+//!   back part of the way). A probe finding real headroom passes that bar
+//!   (the probe target rises to it); the same estimate creeping back does
+//!   not, so an unsustainable layer is retried rarely instead of flapping.
 //!
 //! Because a downgrade happens below the need and an upgrade needs 15 %
 //! more, an estimate oscillating by ±5 % around any point crosses at most
@@ -341,13 +343,14 @@ pub(crate) struct Allocator {
     current: HashMap<ConsumerId, Option<(u8, u8)>>,
     /// Since when some upgrade has been possible.
     upgrade_since: Option<Instant>,
-    /// The last upgrade: when, and the estimate that allowed it.
-    last_upgrade: Option<(Instant, u64)>,
+    /// The last upgrade: when, the estimate that allowed it and what the
+    /// layers it chose need.
+    last_upgrade: Option<(Instant, u64, u64)>,
     /// Upgrades undone in a row.
     failed_upgrades: u32,
-    /// After an undone upgrade: until when upgrades need at least this
-    /// estimate.
-    upgrade_floor: Option<(Instant, u64)>,
+    /// After an undone upgrade: until when upgrades to layers needing at
+    /// least the third field need at least the second as estimate.
+    upgrade_floor: Option<(Instant, u64, u64)>,
     probe_target: Option<u64>,
 }
 
@@ -406,9 +409,14 @@ impl Allocator {
                 &mut candidate,
                 &full,
             );
-            let floor_holds = self
-                .upgrade_floor
-                .is_some_and(|(until, min)| now < until && estimate < min);
+            // The floor keeps the estimate that overstated the path from
+            // retrying what it failed to carry, not from anything less:
+            // after a real drop in capacity, climbing back to layers well
+            // below the failed ones (or out of a pause) must not wait for
+            // it to expire.
+            let floor_holds = self.upgrade_floor.is_some_and(|(until, min, failed)| {
+                now < until && estimate < min && plan.need(&candidate) >= failed
+            });
             if candidate == state || floor_holds {
                 self.upgrade_since = None;
             } else {
@@ -416,7 +424,7 @@ impl Allocator {
                 if now.saturating_duration_since(since) >= UPGRADE_HOLD {
                     state = candidate;
                     self.upgrade_since = None;
-                    self.on_upgrade(now, estimate);
+                    self.on_upgrade(now, estimate, plan.need(&state));
                 }
             }
         }
@@ -431,24 +439,30 @@ impl Allocator {
         let below_top = plan.order.iter().any(|&i| state[i] != plan.top(i));
         self.probe_target = below_top.then(|| {
             let desired = plan.need(&full);
-            (desired as f64 * (1.0 + UPGRADE_MARGIN)) as u64
+            let target = (desired as f64 * (1.0 + UPGRADE_MARGIN)) as u64;
+            // A floor on that upgrade is only passed by an estimate above
+            // it, which a probe for less can never find.
+            match self.upgrade_floor {
+                Some((until, min, failed)) if now < until && desired >= failed => target.max(min),
+                _ => target,
+            }
         });
         plan.allocations(&state)
     }
 
-    fn on_upgrade(&mut self, now: Instant, estimate: u64) {
+    fn on_upgrade(&mut self, now: Instant, estimate: u64, need: u64) {
         if self
             .last_upgrade
-            .is_some_and(|(at, _)| now.saturating_duration_since(at) >= REVERT_WINDOW)
+            .is_some_and(|(at, _, _)| now.saturating_duration_since(at) >= REVERT_WINDOW)
         {
             // The previous upgrade stuck.
             self.failed_upgrades = 0;
         }
-        self.last_upgrade = Some((now, estimate));
+        self.last_upgrade = Some((now, estimate, need));
     }
 
     fn on_downgrade(&mut self, now: Instant) {
-        let Some((at, estimate)) = self.last_upgrade.take() else {
+        let Some((at, estimate, need)) = self.last_upgrade.take() else {
             return;
         };
         if now.saturating_duration_since(at) >= REVERT_WINDOW {
@@ -460,7 +474,7 @@ impl Allocator {
             .min(FAILED_UPGRADE_BACKOFF_MAX);
         self.failed_upgrades += 1;
         let min = (estimate as f64 * FAILED_UPGRADE_FACTOR) as u64;
-        self.upgrade_floor = Some((now + backoff, min));
+        self.upgrade_floor = Some((now + backoff, min, need));
     }
 
     /// The bitrate that would let every consumer forward its preferred
@@ -482,6 +496,7 @@ mod tests {
     use super::*;
 
     const SIMULCAST: [u64; 3] = [150_000, 500_000, 1_500_000];
+    const STEP: Duration = Duration::from_millis(100);
 
     fn video(priority: u8) -> ConsumerDemand {
         ConsumerDemand {
@@ -621,6 +636,37 @@ mod tests {
         let a = alloc.allocate(t1 + UPGRADE_HOLD, 1_800_000, &consumers);
         assert_eq!(forwarded(&a[0]), Some((2, 2)));
         assert_eq!(alloc.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_undone_upgrade_holds_back_only_upgrades_as_demanding() {
+        let t0 = Instant::now();
+        let mut alloc = Allocator::new();
+        let consumers = [video(1)];
+        alloc.allocate(t0, 1_000_000, &consumers);
+        // Up to the top layer on 2 Mbps, then the capacity collapses.
+        let t1 = t0 + Duration::from_secs(1);
+        alloc.allocate(t1, 2_000_000, &consumers);
+        let a = alloc.allocate(t1 + UPGRADE_HOLD, 2_000_000, &consumers);
+        assert_eq!(forwarded(&a[0]), Some((2, 2)));
+        let t2 = t1 + Duration::from_secs(3);
+        let a = alloc.allocate(t2, 50_000, &consumers);
+        assert_eq!(a[0].layers, AllocatedLayers::PausedForBandwidth);
+        // Out of the pause to what fits after the usual hold, though the
+        // upgrade that was undone is held back ...
+        alloc.allocate(t2 + STEP, 400_000, &consumers);
+        let a = alloc.allocate(t2 + STEP + UPGRADE_HOLD, 400_000, &consumers);
+        assert_eq!(forwarded(&a[0]), Some((1, 1)));
+        // ... and the probe target rises to the bar it has to pass.
+        assert_eq!(alloc.probe_target(), Some(2_500_000));
+        let t3 = t2 + Duration::from_secs(4);
+        alloc.allocate(t3, 2_000_000, &consumers);
+        let a = alloc.allocate(t3 + UPGRADE_HOLD, 2_000_000, &consumers);
+        assert!(forwarded(&a[0]).unwrap() < (2, 2), "{a:?}");
+        // A probe finding more than the bar lets it through.
+        alloc.allocate(t3 + UPGRADE_HOLD + STEP, 2_600_000, &consumers);
+        let a = alloc.allocate(t3 + UPGRADE_HOLD * 2 + STEP, 2_600_000, &consumers);
+        assert_eq!(forwarded(&a[0]), Some((2, 2)));
     }
 
     #[test]

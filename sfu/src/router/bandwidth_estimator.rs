@@ -794,8 +794,19 @@ impl BandwidthEstimator {
         self.clamp(e) as u64
     }
 
+    /// What was sent with transport-wide sequence numbers over the last
+    /// 500 ms, probe padding excepted, in bits/s.
+    pub(crate) fn send_bitrate(&mut self, now: Instant) -> u64 {
+        self.send_rate.bitrate(now)
+    }
+
+    /// Whether the last loss window lost more than the share that cuts
+    /// the estimate (10 %).
+    pub(crate) fn losing_much(&self) -> bool {
+        self.loss.last_fraction > LOSS_HIGH
+    }
+
     /// The bitrate the receiver acknowledged over the last 500 ms.
-    #[cfg_attr(not(test), allow(dead_code))] // used by the scenario tests
     pub(crate) fn acked_bitrate(&self) -> Option<u64> {
         self.acked.bitrate()
     }

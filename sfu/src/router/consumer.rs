@@ -17,8 +17,9 @@ use crate::rtcp::{
     rtt_from_report, NtpTime, ReportBlock, SenderInfo, SenderReport, SourceDescription,
 };
 use crate::rtp::{
-    rtx_encapsulate, RetransmissionBuffer, RtpPacket, RtpPacketMut, SeqRewriter, TsRewriter,
-    Vp8Descriptor, Vp8Rewriter,
+    rtx_encapsulate, ExtensionForm, HeaderExtension, RetransmissionBuffer, RtpPacket, RtpPacketMut,
+    SeqRewriter, TsRewriter, Vp8Descriptor, Vp8Rewriter, ONE_BYTE_PROFILE, RTP_HEADER_LEN,
+    TWO_BYTE_PROFILE,
 };
 use crate::rtp_parameters::{
     header_extension_uri, MediaKind, RtpCapabilities, RtpParameters, ScalabilityMode,
@@ -468,8 +469,7 @@ impl Consumer {
             self.key_frame_required = false;
             self.current_spatial.get_or_insert(rx.encoding);
         }
-        let len = packet.len();
-        if len > out.len() {
+        if packet.len() > out.len() {
             return None;
         }
         let seq_in = RtpPacket::parse(packet).ok()?.sequence_number();
@@ -487,7 +487,13 @@ impl Consumer {
             }
         }
         let seq_out = self.seq.input(seq_in)?;
-        out[..len].copy_from_slice(packet);
+        let len = match self.transport_cc_ext {
+            Some(id) => copy_with_transport_cc_slot(packet, id, out)?,
+            None => {
+                out[..packet.len()].copy_from_slice(packet);
+                packet.len()
+            }
+        };
         let allowed = &self.allowed_ext;
         let mut p = RtpPacketMut::parse(&mut out[..len]).ok()?;
         let ts_out = self.ts.input(p.view().timestamp(), now);
@@ -644,6 +650,79 @@ impl Consumer {
     }
 }
 
+/// Copies `packet` into `out`, adding an element for a transport-wide
+/// sequence number (extension `id`, zero for now) when it has none; returns
+/// the copy's length.
+///
+/// The transport stamps its own transport-wide sequence numbers on what it
+/// sends, in place, and the receiver only reports on packets that carry
+/// one. Browsers send the extension, so their packets arrive with the slot;
+/// a PlainTransport tool (FFmpeg, GStreamer) does not, and without the slot
+/// the estimator would hear about probe padding only: no feedback for the
+/// media, so no estimate, no layer switch and not even the lost-feedback
+/// decrease (mediasoup's producer adds the slot to every packet for the
+/// same reason). A packet with an extension block of another profile is
+/// copied as it is.
+fn copy_with_transport_cc_slot(packet: &[u8], id: u8, out: &mut [u8]) -> Option<usize> {
+    let view = RtpPacket::parse(packet).ok()?;
+    let form = view.extension_form();
+    let copy = |out: &mut [u8]| {
+        let dst = out.get_mut(..packet.len())?;
+        dst.copy_from_slice(packet);
+        Some(packet.len())
+    };
+    if view.extension(id).is_some() || matches!(form, Some(ExtensionForm::Other(_))) {
+        return copy(out);
+    }
+    let two_byte = form == Some(ExtensionForm::TwoByte);
+    if !two_byte && !(1..=14).contains(&id) {
+        return copy(out);
+    }
+    // The block's elements, then ours, padded to 32-bit words.
+    let mut block = [0u8; 1024];
+    let mut n = 0;
+    for e in view
+        .extensions()
+        .chain(std::iter::once(HeaderExtension { id, value: &[0, 0] }))
+    {
+        let element = if two_byte { 2 } else { 1 } + e.value.len();
+        if n + element > block.len() || (!two_byte && e.value.is_empty()) {
+            return copy(out);
+        }
+        if two_byte {
+            block[n] = e.id;
+            block[n + 1] = e.value.len() as u8;
+            n += 2;
+        } else {
+            block[n] = (e.id << 4) | (e.value.len() as u8 - 1);
+            n += 1;
+        }
+        block[n..n + e.value.len()].copy_from_slice(e.value);
+        n += e.value.len();
+    }
+    let words = n.div_ceil(4);
+    let fixed = RTP_HEADER_LEN + 4 * view.csrc_count();
+    let rest = &packet[view.header_len()..];
+    let len = fixed + 4 + 4 * words + rest.len();
+    if len > out.len() {
+        return copy(out);
+    }
+    out[..fixed].copy_from_slice(&packet[..fixed]);
+    out[0] |= 0x10;
+    let profile = if two_byte {
+        view.extension_profile().unwrap_or(TWO_BYTE_PROFILE)
+    } else {
+        ONE_BYTE_PROFILE
+    };
+    out[fixed..fixed + 2].copy_from_slice(&profile.to_be_bytes());
+    out[fixed + 2..fixed + 4].copy_from_slice(&(words as u16).to_be_bytes());
+    let data = fixed + 4;
+    out[data..data + 4 * words].fill(0);
+    out[data..data + n].copy_from_slice(&block[..n]);
+    out[data + 4 * words..len].copy_from_slice(rest);
+    Some(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::producer::{ProducerOptions, Received};
@@ -767,6 +846,52 @@ mod tests {
             "never sent"
         );
         let _ = Nack::parse;
+    }
+
+    #[test]
+    fn forwarded_packets_get_a_transport_wide_sequence_number_slot() {
+        let (mut p, mut c) = setup();
+        let id = c
+            .transport_cc_ext
+            .expect("the device negotiated transport-cc");
+        let now = Instant::now();
+        c.set_paused(false);
+        let mut out = [0u8; 1600];
+        let mut needs = ConsumerNeeds::default();
+        // The sender's packet has no extension at all (a plain RTP tool).
+        let (rx, pkt) = receive(&mut p, now, 1, KEY);
+        assert!(!RtpPacket::parse(&pkt).unwrap().has_extension());
+        let len = c.forward(now, &rx, &pkt, &mut out, &mut needs).unwrap();
+        let sent = RtpPacket::parse(&out[..len]).unwrap();
+        assert_eq!(sent.extension(id), Some(&[0u8, 0][..]));
+        assert_eq!(sent.payload(), KEY);
+        // Retransmissions carry it too (the transport stamps them as well).
+        let mut rtx = [0u8; 1600];
+        let n = c.retransmit(now, sent.sequence_number(), &mut rtx).unwrap();
+        assert!(RtpPacket::parse(&rtx[..n]).unwrap().extension(id).is_some());
+
+        // Other elements stay, in either form; a slot already there is kept.
+        let mut one_byte = vec![0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        one_byte.extend_from_slice(&[0xBE, 0xDE, 0, 1, 0x30, 7, 0, 0]);
+        one_byte.extend_from_slice(b"payload");
+        let n = copy_with_transport_cc_slot(&one_byte, 5, &mut out).unwrap();
+        let copy = RtpPacket::parse(&out[..n]).unwrap();
+        assert_eq!(copy.extension(3), Some(&[7u8][..]));
+        assert_eq!(copy.extension(5), Some(&[0u8, 0][..]));
+        assert_eq!(copy.payload(), b"payload");
+        let again = out[..n].to_vec();
+        let mut out2 = [0u8; 1600];
+        assert_eq!(copy_with_transport_cc_slot(&again, 5, &mut out2), Some(n));
+        assert_eq!(&out2[..n], &again[..]);
+        let mut two_byte = vec![0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        two_byte.extend_from_slice(&[0x10, 0x00, 0, 1, 20, 1, 9, 0]);
+        two_byte.extend_from_slice(b"payload");
+        let n = copy_with_transport_cc_slot(&two_byte, 5, &mut out).unwrap();
+        let copy = RtpPacket::parse(&out[..n]).unwrap();
+        assert_eq!(copy.extension_form(), Some(ExtensionForm::TwoByte));
+        assert_eq!(copy.extension(20), Some(&[9u8][..]));
+        assert_eq!(copy.extension(5), Some(&[0u8, 0][..]));
+        assert_eq!(copy.payload(), b"payload");
     }
 
     #[test]

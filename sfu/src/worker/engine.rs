@@ -179,6 +179,34 @@ impl Bandwidth {
     }
 }
 
+impl Bandwidth {
+    /// Whether a retransmission may go out now: only while the transport
+    /// sends less than its estimate, or, when the path is not losing much
+    /// (at most the 10 % that makes the estimator cut), less than what the
+    /// receiver acknowledges if that is more.
+    ///
+    /// Without this, congestion feeds itself: a bottleneck that drops a
+    /// burst of media gets NACKs for all of it, answered at once, which
+    /// overflow its queue again and are NACKed again (receivers repeat
+    /// NACKs every 100 ms or so, and an RTT measured from RTCP that skips
+    /// the queue does not space the answers out). The loss of that storm
+    /// drives the loss-based estimate to its floor, pausing the consumers,
+    /// and RTX alone then fills the link for as long as the receiver keeps
+    /// asking. libwebrtc limits retransmissions to its target bitrate for
+    /// the same reason. Media itself is never held back (there is no
+    /// pacer); only the repairs wait for room. The acknowledged rate
+    /// counts when loss is low so that a stream the path demonstrably
+    /// carries keeps its repairs while the estimate is still catching up
+    /// with it (a single-layer stream is never probed for).
+    fn may_retransmit(&mut self, now: Instant) -> bool {
+        let mut budget = self.estimator.estimate();
+        if !self.estimator.losing_much() {
+            budget = budget.max(self.estimator.acked_bitrate().unwrap_or(0));
+        }
+        self.estimator.send_bitrate(now) < budget
+    }
+}
+
 fn probe_credit(b: &Bandwidth) -> f64 {
     b.probe.as_ref().map_or(0.0, |p| p.credit)
 }
@@ -821,9 +849,37 @@ impl Engine {
                 key_frame: Some(self.consumers[&id].consumer.target_spatial),
                 layers_changed: false,
             };
-            self.apply_needs(now, id, needs);
+            self.start_forwarding(now, id, needs);
         }
         Ok(info)
+    }
+
+    /// Acts on the needs of a consumer that starts (or restarts) sending,
+    /// once the transport's bandwidth has been shared again with it.
+    ///
+    /// Until an allocation covers it, a simulcast consumer targets its
+    /// preferred layer: it would ask for that layer's key frame and forward
+    /// it (the largest frame of the best layer, over a path the estimate
+    /// may say cannot carry it), only to be moved down at the next periodic
+    /// allocation and ask for another key frame. As mediasoup does when a
+    /// consumer's needs change, allocate at once; the allocation asks for
+    /// the key frame of the layer it chose.
+    fn start_forwarding(&mut self, now: Instant, id: ConsumerId, mut needs: ConsumerNeeds) {
+        let Some(entry) = self.consumers.get(&id) else {
+            return;
+        };
+        if needs.key_frame.is_some() {
+            let (tid, target) = (entry.transport_id, entry.consumer.target_spatial);
+            self.reallocate(now, tid);
+            if self
+                .consumers
+                .get(&id)
+                .is_some_and(|e| e.consumer.target_spatial != target)
+            {
+                needs.key_frame = None;
+            }
+        }
+        self.apply_needs(now, id, needs);
     }
 
     pub(crate) fn set_consumer_paused(
@@ -837,7 +893,7 @@ impl Engine {
             .get_mut(&id)
             .ok_or_else(|| CallError::NotFound(format!("consumer {id}")))?;
         let needs = entry.consumer.set_paused(paused);
-        self.apply_needs(now, id, needs);
+        self.start_forwarding(now, id, needs);
         Ok(())
     }
 
@@ -1370,6 +1426,14 @@ impl Engine {
             let Some(ce) = consumers.get_mut(&cid) else {
                 continue;
             };
+            let over_budget = transports
+                .get_mut(&ce.transport_id)
+                .and_then(|t| t.bandwidth.as_mut())
+                .is_some_and(|b| !b.may_retransmit(now));
+            if over_budget {
+                // Left unanswered; the receiver asks again.
+                continue;
+            }
             if let Some(n) = ce.consumer.retransmit(now, seq, scratch) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
                     if let Some(b) = &mut t.bandwidth {
@@ -1722,6 +1786,15 @@ impl Engine {
         if t.bandwidth.is_none() {
             return;
         }
+        // A probe is padding on a video consumer already sending; without
+        // one the cluster would go out as media alone and be judged a
+        // failure (backing probing off for seconds), as happens when the
+        // first allocation runs before the first key frame was forwarded.
+        let can_pad = t.consumers.iter().any(|c| {
+            self.consumers
+                .get(c)
+                .is_some_and(|ce| ce.consumer.can_pad())
+        });
         let mut demands = Vec::new();
         for cid in &t.consumers {
             let Some(ce) = self.consumers.get(cid) else {
@@ -1759,7 +1832,7 @@ impl Engine {
         let estimate = b.estimator.estimate();
         let allocations = b.allocator.allocate(now, estimate, &demands);
         if let Some(target) = b.allocator.probe_target() {
-            if b.probe.is_none() {
+            if b.probe.is_none() && can_pad {
                 if let Some(cluster) = b.estimator.wants_probe(now, target) {
                     b.probe = Some(ProbeRun {
                         bitrate: cluster.padding_bitrate,
