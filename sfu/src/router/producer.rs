@@ -14,7 +14,7 @@ use crate::ortc::{self, RtpMapping};
 use crate::rtcp::{Fir, FirEntry, Nack, NackItem, NtpTime, Pli, ReceiverReport, ReportBlock};
 use crate::rtp::{
     h264_is_keyframe, rtx_decapsulate, ExtendedSeqTracker, NackGenerator, NackGeneratorOptions,
-    NackOutcome, RtpPacket, RtpPacketMut, Vp8Descriptor, Vp9Descriptor,
+    NackOutcome, RetransmissionBuffer, RtpPacket, RtpPacketMut, Vp8Descriptor, Vp9Descriptor,
 };
 use crate::rtp_parameters::{
     header_extension_uri as uri, MediaKind, RtpCapabilities, RtpParameters, ScalabilityMode,
@@ -174,6 +174,9 @@ struct Stream {
     retransmitted: u64,
     last_packet_at: Option<Instant>,
     meter: RateMeter,
+    /// What was received (in the router's namespace), for consumers to
+    /// answer NACKs from: one copy per producer packet, not per consumer.
+    store: Option<RetransmissionBuffer>,
     last_key_frame_request: Option<Instant>,
     /// A request came in while throttled: send it when the interval ends.
     key_frame_request_pending: bool,
@@ -252,6 +255,9 @@ pub(crate) struct Producer {
 }
 
 const MAX_PACKET: usize = 1500;
+/// About 2 s of a 4 Mbps stream of 1200-byte packets.
+const STORE_PACKETS: usize = 1024;
+const STORE_AGE: Duration = Duration::from_secs(2);
 
 impl Producer {
     pub(crate) fn new(
@@ -338,6 +344,7 @@ impl Producer {
         let pli_enabled = fb("nack", "pli");
         let fir_enabled = fb("ccm", "fir");
 
+        let nack_store = options.kind == MediaKind::Video;
         let streams: Vec<Stream> = params
             .encodings
             .iter()
@@ -354,6 +361,8 @@ impl Producer {
                 retransmitted: 0,
                 last_packet_at: None,
                 meter: RateMeter::new(),
+                store: nack_store
+                    .then(|| RetransmissionBuffer::new(STORE_PACKETS, MAX_PACKET + 64, STORE_AGE)),
                 last_key_frame_request: None,
                 key_frame_request_pending: false,
                 last_sr: None,
@@ -626,6 +635,9 @@ impl Producer {
         packet
             .remap_extension_ids(|id| Some(ext_map[usize::from(id)]).filter(|&m| m != 0))
             .ok()?;
+        if let Some(store) = &mut self.streams[stream_index].store {
+            let _ = store.insert(seq, &buf[..len], now);
+        }
         Some(Received {
             encoding: stream_index,
             len,
@@ -635,6 +647,12 @@ impl Producer {
             audio_level,
             transport_seq,
         })
+    }
+
+    /// A received packet of `encoding` (as rewritten into the router's
+    /// namespace), while it is still kept.
+    pub(crate) fn stored_packet(&self, encoding: usize, seq: u16, now: Instant) -> Option<&[u8]> {
+        self.streams.get(encoding)?.store.as_ref()?.get(seq, now)
     }
 
     /// Notes an SR from the sender (for the LSR/DLSR of our reports).

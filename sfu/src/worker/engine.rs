@@ -1418,6 +1418,7 @@ impl Engine {
         for (cid, seq) in resend {
             let Self {
                 consumers,
+                producers,
                 transports,
                 dirty,
                 scratch,
@@ -1434,7 +1435,10 @@ impl Engine {
                 // Left unanswered; the receiver asks again.
                 continue;
             }
-            if let Some(n) = ce.consumer.retransmit(now, seq, scratch) {
+            let Some(pe) = producers.get(&ce.consumer.producer_id) else {
+                continue;
+            };
+            if let Some(n) = ce.consumer.retransmit(now, seq, &pe.producer, scratch) {
                 if let Some(t) = transports.get_mut(&ce.transport_id) {
                     if let Some(b) = &mut t.bandwidth {
                         b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, false);
