@@ -146,6 +146,8 @@ pub(crate) struct Consumer {
     pub(crate) transport_cc_ext: Option<u8>,
     encodings: usize,
     temporal_layers: u8,
+    /// Spatial layers inside the one stream of an SVC producer.
+    svc_spatial_layers: u8,
     ssrc: u32,
     rtx: Option<(u32, u8)>,
     /// Media payload type -> RTX payload type.
@@ -234,7 +236,10 @@ impl Consumer {
             ProducerType::Svc => ConsumerType::Svc,
         };
         let encodings = producer.encoding_count().max(1);
-        let max_spatial = (encodings - 1) as u8;
+        let max_spatial = match r#type {
+            ConsumerType::Svc => mode.spatial_layers.max(1) - 1,
+            _ => (encodings - 1) as u8,
+        };
         let preferred = options.preferred_layers.unwrap_or(ConsumerLayers {
             spatial_layer: max_spatial,
             temporal_layer: None,
@@ -261,6 +266,7 @@ impl Consumer {
                 .map(|e| e.id),
             encodings,
             temporal_layers: mode.temporal_layers.max(1),
+            svc_spatial_layers: mode.spatial_layers.max(1),
             ssrc,
             rtx,
             rtx_pt_for,
@@ -382,6 +388,24 @@ impl Consumer {
         needs
     }
 
+    /// The spatial layer an SVC consumer should forward up to: the
+    /// preferred one, capped by the allocation and the stream's layers.
+    fn svc_target(&self) -> usize {
+        let mut max = usize::from(self.svc_spatial_layers - 1);
+        if let Some(AllocatedLayers::Forward(l)) = self.allocated {
+            max = max.min(usize::from(l.spatial_layer));
+        }
+        usize::from(self.preferred.spatial_layer).min(max)
+    }
+
+    /// Spatial layers of the producer's stream (SVC) or encodings (simulcast).
+    pub(crate) fn spatial_layers(&self) -> usize {
+        match self.r#type {
+            ConsumerType::Svc => usize::from(self.svc_spatial_layers),
+            _ => self.encodings,
+        }
+    }
+
     fn bandwidth_paused(&self) -> bool {
         self.allocated == Some(AllocatedLayers::PausedForBandwidth)
     }
@@ -413,6 +437,17 @@ impl Consumer {
     /// one that is active. Asks for a key frame of a new target.
     pub(crate) fn update_layers(&mut self, producer: &Producer, now: Instant) -> ConsumerNeeds {
         let mut needs = ConsumerNeeds::default();
+        if self.r#type == ConsumerType::Svc {
+            let target = self.svc_target();
+            if target != self.target_spatial {
+                self.target_spatial = target;
+                if self.active() && self.current_spatial.is_some() {
+                    // Spatial layers change at a key frame.
+                    needs.key_frame = Some(0);
+                }
+            }
+            return needs;
+        }
         if self.r#type != ConsumerType::Simulcast {
             return needs;
         }
@@ -477,6 +512,32 @@ impl Consumer {
         } else if rx.encoding != 0 && self.r#type == ConsumerType::Simple {
             return None;
         }
+        // SVC: one stream whose packets carry their spatial layer. Layers
+        // above the target are dropped; the target changes at a key frame
+        // (K-SVC layers only meet there); the last packet of the highest
+        // forwarded layer ends the frame for the receiver.
+        let mut svc_marker = None;
+        if self.r#type == ConsumerType::Svc {
+            if let Some(sid) = rx.spatial_layer {
+                let target = self.svc_target();
+                if self.current_spatial != Some(target) && rx.key_frame {
+                    if self.current_spatial.is_some() {
+                        needs.layers_changed = true;
+                    }
+                    self.current_spatial = Some(target);
+                    self.target_spatial = target;
+                }
+                if let Some(cur) = self.current_spatial {
+                    if usize::from(sid) > cur {
+                        if let Ok(p) = RtpPacket::parse(packet) {
+                            self.seq.drop_packet(p.sequence_number());
+                        }
+                        return None;
+                    }
+                    svc_marker = Some(rx.end_of_layer_frame && usize::from(sid) == cur);
+                }
+            }
+        }
         if self.key_frame_required {
             if !rx.key_frame {
                 return None;
@@ -521,6 +582,9 @@ impl Consumer {
             if let Ok(d) = Vp8Descriptor::parse(p.view().payload()) {
                 let _ = v.rewrite(p.payload_mut(), &d);
             }
+        }
+        if let Some(marker) = svc_marker {
+            p.set_marker(marker);
         }
         if let Some(sent) = &mut self.sent {
             let (picture_id, tl0) = match &self.vp8 {
@@ -1002,5 +1066,103 @@ mod tests {
             Consumer::new(ConsumerId::new(), &producer, &options, "0".into()),
             Err(ConsumeError::CannotConsume(_))
         ));
+    }
+
+    /// A VP9 payload: non-flexible descriptor with layer indices.
+    fn vp9(key: bool, start: bool, end: bool, sid: u8, tid: u8, body: u8) -> Vec<u8> {
+        let b0 = 0x20
+            | if key { 0 } else { 0x40 }
+            | if start { 0x08 } else { 0 }
+            | if end { 0x04 } else { 0 };
+        vec![b0, (tid << 5) | (sid << 1), 0, body, body]
+    }
+
+    #[test]
+    fn svc_consumers_forward_up_to_their_spatial_layer_and_end_frames_there() {
+        let codecs: Vec<crate::rtp_parameters::RtpCodecCapability> = serde_json::from_value(serde_json::json!([
+            {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 0}}
+        ]))
+        .unwrap();
+        let caps = crate::ortc::generate_router_rtp_capabilities(&codecs).unwrap();
+        let params: RtpParameters = serde_json::from_value(serde_json::json!({
+            "codecs": [{"mimeType": "video/VP9", "payloadType": 98, "clockRate": 90000, "parameters": {"profile-id": 0},
+                        "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}]}],
+            "encodings": [{"ssrc": 5555, "scalabilityMode": "L3T3_KEY"}],
+            "rtcp": {"cname": "c"}
+        }))
+        .unwrap();
+        let mut p = Producer::new(
+            ProducerId::new(),
+            ProducerOptions::new(MediaKind::Video, params),
+            &caps,
+        )
+        .unwrap();
+        let options = ConsumerOptions::new(p.id, caps.clone());
+        let mut c = Consumer::new(ConsumerId::new(), &p, &options, "0".into()).unwrap();
+        assert_eq!(c.r#type, ConsumerType::Svc);
+        c.set_paused(false);
+        let now = Instant::now();
+        let mut seq = 100u16;
+        let mut out = [0u8; 1600];
+        // Three frames of three spatial layers (one packet each); returns
+        // (body, marker, out seq) of what the consumer sent.
+        let mut frames = |c: &mut Consumer, p: &mut Producer, key_first: bool| {
+            let mut sent = Vec::new();
+            for f in 0..3u8 {
+                for sid in 0..3u8 {
+                    let key = key_first && f == 0;
+                    let payload = vp9(
+                        key && sid == 0 || (key && sid > 0),
+                        true,
+                        true,
+                        sid,
+                        0,
+                        f * 10 + sid,
+                    );
+                    let mut buf =
+                        super::super::producer::tests_support::packet(98, seq, 5555, &[], &payload);
+                    seq += 1;
+                    let len = buf.len();
+                    let rx = p.receive_rtp(now, &mut buf, len).unwrap();
+                    let mut needs = ConsumerNeeds::default();
+                    if let Some(n) = c.forward(now, &rx, &buf[..rx.len], &mut out, &mut needs) {
+                        let r = RtpPacket::parse(&out[..n]).unwrap();
+                        sent.push((r.payload()[3], r.marker(), r.sequence_number()));
+                    }
+                }
+            }
+            sent
+        };
+        let all = frames(&mut c, &mut p, true);
+        assert_eq!(
+            all.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![0, 1, 2, 10, 11, 12, 20, 21, 22]
+        );
+        assert_eq!(
+            all.iter().filter(|s| s.1).map(|s| s.0).collect::<Vec<_>>(),
+            vec![2, 12, 22],
+            "the top layer ends each frame"
+        );
+
+        // Asking for layer 0 takes effect at the next key frame.
+        let n = c.set_preferred_layers(
+            ConsumerLayers {
+                spatial_layer: 0,
+                temporal_layer: None,
+            },
+            &p,
+            now,
+        );
+        assert_eq!(n.key_frame, Some(0));
+        let low = frames(&mut c, &mut p, true);
+        assert_eq!(low.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 10, 20]);
+        assert!(low.iter().all(|s| s.1), "layer 0 now ends each frame");
+        let last_before = all.last().unwrap().2;
+        let seqs: Vec<u16> = low.iter().map(|s| s.2).collect();
+        assert_eq!(
+            seqs,
+            vec![last_before + 1, last_before + 2, last_before + 3],
+            "no sequence gaps"
+        );
     }
 }

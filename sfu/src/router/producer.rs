@@ -199,6 +199,10 @@ pub(crate) struct Received {
     pub key_frame: bool,
     /// Temporal layer of the packet, when the codec says.
     pub temporal_layer: Option<u8>,
+    /// Spatial layer of an SVC (VP9) packet.
+    pub spatial_layer: Option<u8>,
+    /// Last packet of its layer frame (VP9 E bit).
+    pub end_of_layer_frame: bool,
     /// The producer is paused: account for the packet but forward nothing.
     pub paused: bool,
     /// RFC 6464 level (-dBov, 0..=127) of an audio packet that carries one.
@@ -574,7 +578,16 @@ impl Producer {
             self.streams[stream_index].retransmitted += 1;
         }
 
-        let (pt, seq, key_frame, temporal_layer, payload_len, audio_level) = {
+        let (
+            pt,
+            seq,
+            key_frame,
+            temporal_layer,
+            spatial_layer,
+            end_of_layer_frame,
+            payload_len,
+            audio_level,
+        ) = {
             let packet = RtpPacket::parse(&buf[..len]).ok()?;
             let audio_level = self
                 .ext
@@ -583,21 +596,23 @@ impl Producer {
                 .and_then(|v| v.first())
                 .map(|b| b & 0x7f);
             let payload = packet.payload();
-            let (key_frame, tl) = match self.codec {
+            let (key_frame, tl, sl, eof) = match self.codec {
                 Codec::Vp8 => Vp8Descriptor::parse(payload)
-                    .map(|d| (d.is_keyframe, d.temporal_id))
-                    .unwrap_or((false, None)),
+                    .map(|d| (d.is_keyframe, d.temporal_id, None, false))
+                    .unwrap_or((false, None, None, false)),
                 Codec::Vp9 => Vp9Descriptor::parse(payload)
-                    .map(|d| (d.is_keyframe, d.temporal_id))
-                    .unwrap_or((false, None)),
-                Codec::H264 => (h264_is_keyframe(payload), None),
-                Codec::Other => (false, None),
+                    .map(|d| (d.is_keyframe, d.temporal_id, d.spatial_id, d.end_of_frame))
+                    .unwrap_or((false, None, None, false)),
+                Codec::H264 => (h264_is_keyframe(payload), None, None, false),
+                Codec::Other => (false, None, None, false),
             };
             (
                 packet.payload_type(),
                 packet.sequence_number(),
                 key_frame,
                 tl,
+                sl,
+                eof,
                 payload.len(),
                 audio_level,
             )
@@ -643,6 +658,8 @@ impl Producer {
             len,
             key_frame,
             temporal_layer,
+            spatial_layer,
+            end_of_layer_frame,
             paused: self.paused,
             audio_level,
             transport_seq,

@@ -1813,6 +1813,18 @@ impl Engine {
             };
             let encodings = pe.producer.encoding_bitrates(now);
             let bitrates = match c.kind {
+                // One SVC stream carries every spatial layer: its bitrate is
+                // shared among them (each layer roughly doubling the last).
+                crate::rtp_parameters::MediaKind::Video
+                    if c.r#type == crate::router::ConsumerType::Svc =>
+                {
+                    let total: u64 = encodings.iter().sum();
+                    let n = c.spatial_layers().max(1) as u32;
+                    let weight = |s: u32| (1u64 << (s + 1)) - 1;
+                    let per_layer: Vec<u64> =
+                        (0..n).map(|s| total * weight(s) / weight(n - 1)).collect();
+                    estimated_layer_bitrates(&per_layer, c.temporal_layers())
+                }
                 crate::rtp_parameters::MediaKind::Video => {
                     estimated_layer_bitrates(&encodings, c.temporal_layers())
                 }
