@@ -594,7 +594,7 @@ fn media_codecs() -> Vec<RtpCodecCapability> {
     serde_json::from_value(serde_json::json!([
         {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
         {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
-        {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 2}},
+        {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 0}},
         {"kind": "video", "mimeType": "video/H264", "clockRate": 90000,
          "parameters": {"packetization-mode": 1, "profile-level-id": "42e01f", "level-asymmetry-allowed": 1}}
     ]))

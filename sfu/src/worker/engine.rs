@@ -994,6 +994,11 @@ impl Engine {
         }
         if let Some(encoding) = needs.key_frame {
             let producer_id = entry.consumer.producer_id;
+            // An SVC stream is one encoding, whatever spatial layer is wanted.
+            let encoding = match entry.consumer.r#type {
+                crate::router::ConsumerType::Svc => 0,
+                _ => encoding,
+            };
             self.request_key_frame(now, producer_id, Some(encoding));
         }
     }
