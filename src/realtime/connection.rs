@@ -188,20 +188,22 @@ impl Request {
 /// transport outlives the server (a client that does not hang up) must not
 /// keep the store open. `Realtime` owns the context.
 pub(super) fn register(io: &SocketIo, ctx: Weak<Ctx>) {
-    let auth_ctx = ctx.clone();
     let authenticate = move |s: SocketRef, TryData(auth): TryData<Value>| {
-        let ctx = auth_ctx.upgrade();
+        let weak = ctx.clone();
+        let ctx = ctx.upgrade();
         async move {
             let ctx = ctx.ok_or(Refusal("unavailable"))?;
             let conn = authenticate(&ctx, &s, auth.ok()).await?;
             s.extensions.insert(Arc::new(conn));
+            // The event handlers are registered here, before socketioxide
+            // sends CONNECT: registered in the connect handler (which runs
+            // after CONNECT is sent), a client's first event could arrive
+            // before them and go unanswered.
+            on_connect(weak, s);
             Ok::<(), Refusal>(())
         }
     };
-    let connected = move |s: SocketRef| {
-        let ctx = ctx.clone();
-        async move { on_connect(ctx, s) }
-    };
+    let connected = |_s: SocketRef| async {};
     io.ns("/", connected.with(authenticate));
 }
 
