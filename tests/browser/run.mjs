@@ -99,6 +99,21 @@ try {
   }, 30000);
   console.log(`camera after asking for layer 1: ${JSON.stringify(await cameraSize())}`);
 
+  step('SVC: the screen (VP9 spatial layers in one stream) follows the preferred layer too');
+  const screenSize = async () => (await snapshot(viewers[0])).videos.find((v) => v.producerId === published.screen);
+  console.log(`screen as first decoded: ${JSON.stringify(await screenSize())}`);
+  await viewers[0].page.evaluate((id) => window.webinar.setLayers(id, 0), published.screen);
+  await until('a lower spatial layer of the screen', async () => {
+    const v = await screenSize();
+    return { ok: v && v.width > 0 && v.width < 640, detail: v };
+  }, 20000);
+  console.log(`screen after asking for layer 0: ${JSON.stringify(await screenSize())}`);
+  await viewers[0].page.evaluate((id) => window.webinar.setLayers(id, 2), published.screen);
+  await until('the screen\'s full size again', async () => {
+    const v = await screenSize();
+    return { ok: v && v.width >= 640, detail: v };
+  }, 30000);
+
   step('chat and captions round-trip');
   const sent = await request(viewers[0], 'sendChat', { text: 'hello from viewer1' });
   if (!sent.ok) fail(`sendChat: ${JSON.stringify(sent)}`);

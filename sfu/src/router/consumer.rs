@@ -534,7 +534,12 @@ impl Consumer {
                         }
                         return None;
                     }
-                    svc_marker = Some(rx.end_of_layer_frame && usize::from(sid) == cur);
+                    // The end of the highest forwarded layer ends the
+                    // frame; other packets keep the sender's marker (the
+                    // sender may send fewer layers than the target).
+                    if rx.end_of_layer_frame && usize::from(sid) == cur {
+                        svc_marker = Some(true);
+                    }
                 }
             }
         }

@@ -107,7 +107,12 @@ window.webinar = {
       ids.camera = p.id;
     }
     if (sources.includes('mic')) ids.mic = (await window.client.publish(media.getAudioTracks()[0], 'mic')).id;
-    if (sources.includes('screen')) ids.screen = (await window.client.publish(screenTrack(), 'screen')).id;
+    if (sources.includes('screen')) {
+      // The screen as VP9 SVC: spatial layers in one stream (K-SVC).
+      const vp9 = window.client.device.rtpCapabilities.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp9');
+      const options = vp9 ? { codec: vp9, encodings: [{ scalabilityMode: 'L3T3_KEY' }] } : {};
+      ids.screen = (await window.client.publish(screenTrack(), 'screen', options)).id;
+    }
     return ids;
   },
   async consumeAll(producers) {
