@@ -18,12 +18,16 @@ mod common;
 
 use common::{test_settings, unique_email, Backend, TestServer};
 
+/// One Chromium scenario at a time: two would share the two cores.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_webinar_works_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let dir = browser_dir();
     assert!(
         dir.join("dist/client.js").is_file() && dir.join("node_modules").is_dir(),
@@ -113,5 +117,55 @@ async fn a_live_webinar_works_in_chromium() {
         server_quality["avgBitrateKbps"].as_f64().unwrap() > 10.0,
         "{analytics}"
     );
+    server.stop().await;
+}
+
+/// Chrome sends three simulcast layers of a 1280x720 camera; a viewer
+/// asking for each layer in turn decodes 320, 640 and 1280 pixels wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_decodes_each_of_three_simulcast_layers_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
+    let dir = browser_dir();
+    assert!(
+        dir.join("dist/client.js").is_file() && dir.join("node_modules").is_dir(),
+        "the browser test pages are not built: run scripts/install-deps"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(Backend::Embedded, data.path());
+    settings.server.web_dir = dir.join("dist");
+    let server = TestServer::start_with(settings).await;
+    let admin = server.admin().await;
+    let wid = server.create_webinar(&admin, false).await;
+    let (status, host) = server
+        .call(
+            "POST",
+            &format!("/api/v1/webinars/{wid}/join"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (rid, key, _) = server.register(&wid, &unique_email("s3")).await;
+    let (status, viewer) = server.join_as(&wid, &rid, &key).await;
+    assert_eq!(status, 200);
+    let config =
+        json!({"base": server.base, "hostToken": host["token"], "viewerToken": viewer["token"]});
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("simulcast.mjs"))
+            .arg(config.to_string())
+            .current_dir(&dir)
+            .output()
+            .expect("running node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "simulcast scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    println!("{stdout}");
     server.stop().await;
 }
