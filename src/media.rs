@@ -6,7 +6,6 @@
 //! layer to turn into Socket.IO events.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -641,10 +640,6 @@ impl Media {
             }
         });
         Ok(media)
-    }
-
-    pub fn listen_ip(settings: &MediaSettings) -> IpAddr {
-        settings.listen_ip
     }
 
     /// Events for the realtime layer.

@@ -21,6 +21,28 @@ use common::{test_settings, unique_email, Backend, TestServer};
 /// One Chromium scenario at a time: two would share the two cores.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Runs a Playwright scenario of tests/browser with its JSON config;
+/// fails with its output unless it succeeds; returns its stdout.
+async fn run_scenario(dir: PathBuf, script: &'static str, config: serde_json::Value) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join(script))
+            .arg(config.to_string())
+            .current_dir(&dir)
+            .output()
+            .expect("running node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    stdout
+}
+
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
@@ -79,22 +101,7 @@ async fn a_live_webinar_works_in_chromium() {
         "extraToken": tokens[2],
         "promoteRegistrationId": registrations[1],
     });
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(dir.join("run.mjs"))
-            .arg(config.to_string())
-            .current_dir(&dir)
-            .output()
-            .expect("running node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "browser scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    let stdout = run_scenario(dir, "run.mjs", config).await;
     assert!(stdout.contains("\"result\":\"passed\""), "{stdout}");
     println!("{stdout}");
     // The caption reached the transcript, and the chat message the store.
@@ -150,22 +157,8 @@ async fn a_viewer_decodes_each_of_three_simulcast_layers_in_chromium() {
     assert_eq!(status, 200);
     let config =
         json!({"base": server.base, "hostToken": host["token"], "viewerToken": viewer["token"]});
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(dir.join("simulcast.mjs"))
-            .arg(config.to_string())
-            .current_dir(&dir)
-            .output()
-            .expect("running node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "simulcast scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    let stdout = run_scenario(dir, "simulcast.mjs", config).await;
+    assert!(stdout.contains("\"result\":\"passed\""), "{stdout}");
     println!("{stdout}");
     server.stop().await;
 }

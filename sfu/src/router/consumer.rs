@@ -347,7 +347,7 @@ impl Consumer {
             if self.kind == MediaKind::Video {
                 self.key_frame_required = true;
                 self.current_spatial = None;
-                needs.key_frame = Some(self.target_spatial);
+                needs.key_frame = Some(self.encoding_of(self.target_spatial));
             }
         }
         needs
@@ -383,7 +383,7 @@ impl Consumer {
             self.current_spatial = None;
             self.seq.sync();
             self.ts.sync();
-            needs.key_frame = Some(self.target_spatial);
+            needs.key_frame = Some(self.encoding_of(self.target_spatial));
         }
         needs
     }
@@ -396,6 +396,16 @@ impl Consumer {
             max = max.min(usize::from(l.spatial_layer));
         }
         usize::from(self.preferred.spatial_layer).min(max)
+    }
+
+    /// The producer encoding carrying spatial layer `spatial`: the layer
+    /// itself for simulcast, the one stream of an SVC producer. Key frame
+    /// requests name encodings.
+    pub(crate) fn encoding_of(&self, spatial: usize) -> usize {
+        match self.r#type {
+            ConsumerType::Svc => 0,
+            _ => spatial,
+        }
     }
 
     /// Spatial layers of the producer's stream (SVC) or encodings (simulcast).
@@ -462,7 +472,7 @@ impl Consumer {
         if target != self.target_spatial {
             self.target_spatial = target;
             if self.active() && self.current_spatial != Some(target) {
-                needs.key_frame = Some(target);
+                needs.key_frame = Some(self.encoding_of(target));
             }
         }
         // The forwarded layer stopped: switch down without waiting.
@@ -470,7 +480,7 @@ impl Consumer {
             if !producer.encoding_active(cur, now) && cur != target {
                 self.current_spatial = None;
                 self.key_frame_required = true;
-                needs.key_frame = Some(target);
+                needs.key_frame = Some(self.encoding_of(target));
                 needs.layers_changed = true;
             }
         }
@@ -751,7 +761,7 @@ impl Consumer {
     pub(crate) fn note_key_frame_request(&mut self) -> ConsumerNeeds {
         self.pli_count += 1;
         ConsumerNeeds {
-            key_frame: self.current_spatial.or(Some(self.target_spatial)),
+            key_frame: Some(self.encoding_of(self.current_spatial.unwrap_or(self.target_spatial))),
             layers_changed: false,
         }
     }

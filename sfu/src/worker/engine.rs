@@ -254,7 +254,6 @@ struct TransportEntry {
     /// Consumer SSRC (media and RTX) -> consumer, for RTCP feedback.
     ssrc_to_consumer: HashMap<u32, ConsumerId>,
     next_mid: u32,
-    ice_ufrag: String,
     /// Has queued output not yet drained (it is in `Engine::dirty`).
     dirty: bool,
     /// Arrival times for congestion control feedback to the sender.
@@ -470,7 +469,6 @@ impl Engine {
                 ssrc_to_producer: HashMap::new(),
                 ssrc_to_consumer: HashMap::new(),
                 next_mid: 0,
-                ice_ufrag: info.ice_parameters.username_fragment.clone(),
                 dirty: false,
                 transport_cc: None,
                 bandwidth: None,
@@ -518,7 +516,6 @@ impl Engine {
             .restart_ice(now);
         // The old credentials stay valid until the peer uses the new ones.
         self.server.add_ufrag(&params.username_fragment, id);
-        entry.ice_ufrag = params.username_fragment.clone();
         Ok(params)
     }
 
@@ -846,7 +843,10 @@ impl Engine {
         );
         if start_active {
             let needs = ConsumerNeeds {
-                key_frame: Some(self.consumers[&id].consumer.target_spatial),
+                key_frame: Some({
+                    let c = &self.consumers[&id].consumer;
+                    c.encoding_of(c.target_spatial)
+                }),
                 layers_changed: false,
             };
             self.start_forwarding(now, id, needs);
@@ -994,11 +994,6 @@ impl Engine {
         }
         if let Some(encoding) = needs.key_frame {
             let producer_id = entry.consumer.producer_id;
-            // An SVC stream is one encoding, whatever spatial layer is wanted.
-            let encoding = match entry.consumer.r#type {
-                crate::router::ConsumerType::Svc => 0,
-                _ => encoding,
-            };
             self.request_key_frame(now, producer_id, Some(encoding));
         }
     }
@@ -1137,7 +1132,6 @@ impl Engine {
                 ssrc_to_producer: HashMap::new(),
                 ssrc_to_consumer: HashMap::new(),
                 next_mid: 0,
-                ice_ufrag: String::new(),
                 dirty: false,
                 transport_cc: None,
                 bandwidth: None,
