@@ -43,6 +43,9 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(10);
 const FIRST_SEQ: u16 = 1000;
 /// `ProducerOptions::key_frame_request_interval`'s default.
 const KEY_FRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// How much earlier than the worker sent it the relay may stamp a packet
+/// relative to the one before (thread wake-ups on a loaded 2-core machine).
+const RELAY_JITTER: Duration = Duration::from_millis(50);
 /// RTCP payload types (RFC 4585) and their generic NACK / PLI formats.
 const RTPFB: u8 = 205;
 const PSFB: u8 = 206;
@@ -767,8 +770,11 @@ async fn check_key_frame_requests() -> Result {
             in_the_second.len()
         );
         if let [first, second] = in_the_second[..] {
+            // The relay stamps PLIs as it reads them, a socket hop after the
+            // worker sent them, so scheduling jitter can shave a little off
+            // the interval the worker kept.
             assert!(
-                second - first >= KEY_FRAME_REQUEST_INTERVAL,
+                second - first >= KEY_FRAME_REQUEST_INTERVAL - RELAY_JITTER,
                 "PLIs {:?} apart",
                 second - first
             );
