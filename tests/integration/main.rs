@@ -8,5 +8,4 @@ mod common;
 mod media_signalling;
 mod mmdb;
 mod realtime;
-mod sio;
 mod store_contract;

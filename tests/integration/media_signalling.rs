@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::common::{unique_email, Backend, TestServer};
-use crate::sio::Sio;
+use webinar_bench::sio::Sio;
 
 async fn setup(server: &TestServer) -> (String, String) {
     let admin = server.admin().await;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::common::{Backend, TestServer, JWT_SECRET};
 use crate::mmdb::{city_db, Place};
-use crate::sio::Sio;
+use webinar_bench::sio::Sio;
 
 struct Webinar {
     id: String,

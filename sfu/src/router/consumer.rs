@@ -358,6 +358,18 @@ impl Consumer {
         self.temporal_layers
     }
 
+    /// Whether the receiver gives the feedback a bandwidth estimate needs
+    /// (transport-wide congestion control or REMB). Without it, as in
+    /// mediasoup, nothing limits the consumer below its preferred layers.
+    pub(crate) fn has_bandwidth_feedback(&self) -> bool {
+        self.transport_cc_ext.is_some()
+            || self
+                .rtp_parameters
+                .codecs
+                .iter()
+                .any(|codec| codec.rtcp_feedback.iter().any(|f| f.r#type == "goog-remb"))
+    }
+
     /// Whether the consumer forwards anything now (for allocation).
     pub(crate) fn is_active(&self) -> bool {
         self.active()

@@ -132,26 +132,26 @@ pub enum DtlsState {
 
 /// Which side of the handshake we take, once decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HandshakeRole {
+pub enum HandshakeRole {
     Client,
     Server,
 }
 
 /// Per-transport DTLS settings.
 #[derive(Debug, Clone)]
-pub(crate) struct DtlsSettings {
+pub struct DtlsSettings {
     /// Offered (as client) or accepted (as server) SRTP profiles, most
     /// preferred first.
-    pub(crate) srtp_profiles: Vec<SrtpProfile>,
+    pub srtp_profiles: Vec<SrtpProfile>,
     /// Maximum DTLS datagram size.
-    pub(crate) mtu: usize,
+    pub mtu: usize,
     /// Inbound SRTP replay window handed to the SRTP session.
-    pub(crate) srtp_replay_window: usize,
+    pub srtp_replay_window: usize,
 }
 
 /// What the DTLS layer reports to its transport.
 #[derive(Debug)]
-pub(crate) enum DtlsEvent {
+pub enum DtlsEvent {
     StateChanged(DtlsState),
     /// The handshake completed; the session is keyed for our role.
     SrtpReady(SrtpSession),
@@ -159,16 +159,18 @@ pub(crate) enum DtlsEvent {
 
 /// Counters for stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct DtlsCounters {
+pub struct DtlsCounters {
     /// Datagrams the endpoint rejected without failing the association
     /// (malformed, unauthenticated, out of window).
-    pub(crate) datagrams_discarded: u64,
+    pub datagrams_discarded: u64,
     /// Application data records received (SCTP is not supported yet).
-    pub(crate) application_data_ignored: u64,
+    pub application_data_ignored: u64,
 }
 
-/// The DTLS transport of one WebRTC transport.
-pub(crate) struct DtlsTransport {
+/// The DTLS transport of one WebRTC transport. Sans-IO and usable on either
+/// side: the SFU's transports use it, and so can a client (the bench's
+/// simulated viewers do).
+pub struct DtlsTransport {
     certificate: Arc<DtlsCertificate>,
     settings: DtlsSettings,
     endpoint: Option<Endpoint>,
@@ -179,7 +181,7 @@ pub(crate) struct DtlsTransport {
 }
 
 impl DtlsTransport {
-    pub(crate) fn new(certificate: Arc<DtlsCertificate>, settings: DtlsSettings) -> Self {
+    pub fn new(certificate: Arc<DtlsCertificate>, settings: DtlsSettings) -> Self {
         DtlsTransport {
             certificate,
             settings,
@@ -191,18 +193,18 @@ impl DtlsTransport {
         }
     }
 
-    pub(crate) fn state(&self) -> DtlsState {
+    pub fn state(&self) -> DtlsState {
         self.state
     }
 
-    pub(crate) fn counters(&self) -> DtlsCounters {
+    pub fn counters(&self) -> DtlsCounters {
         self.counters
     }
 
     /// Starts the handshake in `role`, accepting only a peer certificate
     /// whose SHA-256 fingerprint is among `remote_fingerprints`. Does
     /// nothing unless the state is `New`.
-    pub(crate) fn start(
+    pub fn start(
         &mut self,
         now: Instant,
         role: HandshakeRole,
@@ -283,7 +285,7 @@ impl DtlsTransport {
     }
 
     /// Feeds one DTLS datagram from the selected (or a valid) tuple.
-    pub(crate) fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         if !matches!(self.state, DtlsState::Connecting | DtlsState::Connected) {
             self.counters.datagrams_discarded += 1;
             return;
@@ -355,7 +357,7 @@ impl DtlsTransport {
         }
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             DtlsState::Connecting | DtlsState::Connected => self
                 .endpoint
@@ -366,7 +368,7 @@ impl DtlsTransport {
     }
 
     /// Drives handshake retransmissions; exhausting them fails the handshake.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let Some(deadline) = self.poll_timeout() else {
             return;
         };
@@ -384,7 +386,7 @@ impl DtlsTransport {
     }
 
     /// Sends close_notify (if an association exists) and closes.
-    pub(crate) fn close(&mut self, now: Instant) {
+    pub fn close(&mut self, now: Instant) {
         if let Some(mut endpoint) = self.endpoint.take() {
             // Only fails for an association that does not exist.
             let _ = endpoint.close(now);
@@ -397,11 +399,11 @@ impl DtlsTransport {
         }
     }
 
-    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmits.pop_front()
     }
 
-    pub(crate) fn poll_event(&mut self) -> Option<DtlsEvent> {
+    pub fn poll_event(&mut self) -> Option<DtlsEvent> {
         self.events.pop_front()
     }
 

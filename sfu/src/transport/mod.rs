@@ -23,7 +23,10 @@ mod webrtc_transport;
 #[cfg(test)]
 mod tests;
 
-pub use dtls::{CertificateError, DtlsCertificate, DtlsState};
+pub use dtls::{
+    CertificateError, DtlsCertificate, DtlsCounters, DtlsEvent, DtlsSettings, DtlsState,
+    DtlsTransport, HandshakeRole,
+};
 pub use ice::IceState;
 pub use parameters::{
     DtlsFingerprint, DtlsParameters, DtlsRole, FingerprintAlgorithm, IceCandidate,

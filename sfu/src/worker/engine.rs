@@ -136,6 +136,11 @@ impl AnyTransport {
     }
 }
 
+/// The budget of a transport whose receiver gives no bandwidth feedback
+/// (1 Tbit/s: more than any layer set needs, and far from overflowing the
+/// allocator's signed arithmetic).
+const UNLIMITED_BITRATE: u64 = 1 << 40;
+
 /// A transport's outgoing bandwidth: the estimate, its allocation, our
 /// transport-wide sequence numbers, and a running probe.
 struct Bandwidth {
@@ -1798,6 +1803,13 @@ impl Engine {
                 .get(c)
                 .is_some_and(|ce| ce.consumer.can_pad())
         });
+        // Without any consumer's receiver giving feedback there is no
+        // estimate to share: every consumer gets its preferred layers.
+        let estimated = t.consumers.iter().any(|cid| {
+            self.consumers
+                .get(cid)
+                .is_some_and(|ce| ce.consumer.has_bandwidth_feedback())
+        });
         let mut demands = Vec::new();
         for cid in &t.consumers {
             let Some(ce) = self.consumers.get(cid) else {
@@ -1844,7 +1856,11 @@ impl Engine {
         else {
             return;
         };
-        let estimate = b.estimator.estimate();
+        let estimate = if estimated {
+            b.estimator.estimate()
+        } else {
+            UNLIMITED_BITRATE
+        };
         let allocations = b.allocator.allocate(now, estimate, &demands);
         if let Some(target) = b.allocator.probe_target() {
             if b.probe.is_none() && can_pad {

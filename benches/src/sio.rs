@@ -1,4 +1,5 @@
-//! A small Socket.IO client for the tests: protocol v5 over Engine.IO v4 on
+//! A small Socket.IO client (used by the load generator and by the
+//! backend's integration tests): protocol v5 over Engine.IO v4 on
 //! a WebSocket, as the browser's `socket.io-client` speaks it (open, ping
 //! and pong, namespace connect with `auth`, events, acknowledgements,
 //! disconnect). It keeps every received event so tests can assert on what
@@ -145,21 +146,42 @@ impl Sio {
         })
     }
 
-    /// Emits `event` with these arguments and waits for the ack's first one.
-    pub async fn request_args(&mut self, event: &str, args: Vec<Value>) -> Value {
+    /// Sends `event` with an ack id; returns where the ack will arrive.
+    fn emit_with_ack(&mut self, event: &str, args: Vec<Value>) -> oneshot::Receiver<Value> {
         let id = self.next_ack;
         self.next_ack += 1;
         let (tx, rx) = oneshot::channel();
         self.acks.lock().unwrap().insert(id, tx);
         let mut packet = vec![Value::String(event.to_string())];
         packet.extend(args);
-        self.out
-            .send(format!("42{id}{}", Value::Array(packet)))
-            .unwrap();
+        // A closed socket drops the sender: the receiver reports it.
+        let _ = self.out.send(format!("42{id}{}", Value::Array(packet)));
+        rx
+    }
+
+    /// Emits `event` with these arguments and waits for the ack's first one.
+    pub async fn request_args(&mut self, event: &str, args: Vec<Value>) -> Value {
+        let rx = self.emit_with_ack(event, args);
         tokio::time::timeout(WAIT, rx)
             .await
             .unwrap_or_else(|_| panic!("no ack for {event}"))
             .unwrap_or_else(|_| panic!("socket closed before the ack for {event}"))
+    }
+
+    /// Emits `event` and returns the ack's `data`, or why there is none
+    /// (`ok: false`, no ack in time, socket closed). Never panics: for the
+    /// load generator, where one viewer's failure is a figure, not a bug.
+    pub async fn call(&mut self, event: &str, data: Value) -> Result<Value, String> {
+        let rx = self.emit_with_ack(event, vec![data]);
+        let ack = tokio::time::timeout(WAIT, rx)
+            .await
+            .map_err(|_| format!("no ack for {event}"))?
+            .map_err(|_| format!("socket closed before the ack for {event}"))?;
+        if ack["ok"] == true {
+            Ok(ack["data"].clone())
+        } else {
+            Err(format!("{event} refused: {}", ack["error"]))
+        }
     }
 
     /// Emits `event` with one payload and returns the ack (`{ok, ...}`).
