@@ -255,6 +255,14 @@ pub mod stamp {
         payload[tail + 8..].copy_from_slice(&nanos.to_be_bytes());
     }
 
+    /// Updates the send time of a stamped payload (a packet held by the
+    /// presenter's pacer is stamped again when it leaves).
+    pub fn retime(payload: &mut [u8], at: Instant) {
+        if let Some((layer, _)) = read(payload) {
+            write(payload, layer, at);
+        }
+    }
+
     /// Reads a stamp from the end of a payload: the layer and send time.
     pub fn read(payload: &[u8]) -> Option<(u8, Instant)> {
         if payload.len() < MIN_PAYLOAD {

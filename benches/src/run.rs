@@ -287,7 +287,11 @@ fn add_presenter(
     net.send(Command::Add {
         id: PRESENTER,
         socket,
-        endpoint: Endpoint::Presenter(Box::new(Presenter::new(peer, pacer))),
+        endpoint: Endpoint::Presenter(Box::new(Presenter::new(
+            peer,
+            pacer,
+            media.video.iter().map(|stream| stream.bitrate).sum(),
+        ))),
     });
     Ok(local)
 }
@@ -311,11 +315,11 @@ async fn measure(
             let local = add_presenter(&presenter_net, LOOPBACK, certificate, media, plan)?;
             let (mut sio, _) = ours::connect(&server.base, &host_token).await?;
             let (transport, remote) = ours::create_transport(&mut sio, "send").await?;
+            ours::connect_transport(&mut sio, &transport, &local).await?;
             presenter_net.send(Command::Start {
                 id: PRESENTER,
                 remote,
             });
-            ours::connect_transport(&mut sio, &transport, &local).await?;
             ours::produce(&mut sio, &transport, plan).await?;
             sio.call("startWebinar", serde_json::json!({}))
                 .await
@@ -476,8 +480,10 @@ async fn join_viewer(
                 id: index,
                 streams: ours::streams(&video, &audio),
             });
-            net.send(Command::Start { id: index, remote });
+            // As mediasoup-client: the transport is connected (acked)
+            // before the browser starts ICE.
             ours::connect_transport(&mut sio, &transport, &local).await?;
+            net.send(Command::Start { id: index, remote });
             sio.call(
                 "setConsumerPreferredLayers",
                 serde_json::json!({"consumerId": video.id, "spatialLayer": layer}),
@@ -505,11 +511,11 @@ async fn join_viewer(
                 id: index,
                 streams: subscription.streams(),
             });
+            janus.subscribe_answer(&subscription, &local).await?;
             net.send(Command::Start {
                 id: index,
                 remote: subscription.offer.remote.clone(),
             });
-            janus.subscribe_answer(&subscription, &local).await?;
             Ok(ViewerControl::Janus { subscription })
         }
     }

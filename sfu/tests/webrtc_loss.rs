@@ -42,7 +42,7 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(10);
 /// The publisher's first VP8 sequence number.
 const FIRST_SEQ: u16 = 1000;
 /// `ProducerOptions::key_frame_request_interval`'s default.
-const KEY_FRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+const KEY_FRAME_REQUEST_INTERVAL: Duration = sfu::router::DEFAULT_KEY_FRAME_REQUEST_INTERVAL;
 /// How much earlier than the worker sent it the relay may stamp a packet
 /// relative to the one before (thread wake-ups on a loaded 2-core machine).
 const RELAY_JITTER: Duration = Duration::from_millis(50);

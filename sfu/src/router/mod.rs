@@ -16,5 +16,8 @@ pub use plain_transport::{
     PlainConnectError, PlainConnectParameters, PlainTransportOptions, SrtpParameters,
     TransportTuple,
 };
-pub use producer::{ProduceError, ProducerOptions, ProducerStreamStats, ProducerType};
+pub use producer::{
+    ProduceError, ProducerOptions, ProducerStreamStats, ProducerType,
+    DEFAULT_KEY_FRAME_REQUEST_INTERVAL,
+};
 pub use rtp_observer::{ActiveSpeakerObserverOptions, AudioLevel, AudioLevelObserverOptions};

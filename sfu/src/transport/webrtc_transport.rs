@@ -31,6 +31,10 @@ const ICE_DEFAULT_LOCAL_PREFERENCE: u32 = 10_000;
 const ICE_LOCAL_PREFERENCE_STEP: u32 = 100;
 const ICE_COMPONENT: u32 = 1;
 
+/// How many early DTLS datagrams are held until `connect()` (a ClientHello
+/// and a retransmission or two, in fragments).
+const EARLY_DTLS_DATAGRAMS: usize = 4;
+
 /// Settings of a [`WebRtcTransport`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -219,6 +223,10 @@ pub struct WebRtcTransport {
     /// Our DTLS role: `Auto` until `connect()`.
     dtls_local_role: DtlsRole,
     remote_fingerprints: Vec<DtlsFingerprint>,
+    /// DTLS datagrams (a ClientHello) that arrived over ICE before
+    /// `connect()`: replayed when DTLS starts as server, so the client
+    /// need not wait for its retransmission timer (1 s).
+    early_dtls: Vec<Vec<u8>>,
     srtp: Option<SrtpSession>,
     outputs: VecDeque<Output>,
     stats: WebRtcTransportStats,
@@ -260,6 +268,7 @@ impl WebRtcTransport {
             dtls,
             dtls_local_role: DtlsRole::Auto,
             remote_fingerprints: Vec::new(),
+            early_dtls: Vec::new(),
             srtp: None,
             outputs: VecDeque::new(),
             stats: WebRtcTransportStats::default(),
@@ -510,6 +519,14 @@ impl WebRtcTransport {
         }
         self.ice.may_force_selected_tuple(from);
         self.drain_ice();
+        if self.dtls.state() == DtlsState::New && self.dtls_local_role == DtlsRole::Auto {
+            if self.early_dtls.len() < EARLY_DTLS_DATAGRAMS {
+                self.early_dtls.push(datagram.to_vec());
+            } else {
+                self.stats.datagrams_ignored += 1;
+            }
+            return;
+        }
         self.dtls.handle_datagram(now, datagram);
     }
 
@@ -568,9 +585,8 @@ impl WebRtcTransport {
     ///
     /// Unlike mediasoup, a still-`auto` role does not start DTLS as server
     /// when ICE connects first: the peer certificate is verified during the
-    /// handshake, which needs the fingerprint from `connect()`.
-    /// mediasoup-client connects before it lets ICE start, and a ClientHello
-    /// that arrives earlier is dropped and retransmitted by the browser.
+    /// handshake, which needs the fingerprint from `connect()`. A
+    /// ClientHello that arrives earlier is held and replayed here.
     fn maybe_run_dtls(&mut self, now: Instant) {
         if self.dtls.state() != DtlsState::New || !self.ice.is_connected() {
             return;
@@ -581,6 +597,12 @@ impl WebRtcTransport {
             DtlsRole::Server => HandshakeRole::Server,
         };
         self.dtls.start(now, role, &self.remote_fingerprints);
+        let early = std::mem::take(&mut self.early_dtls);
+        if role == HandshakeRole::Server {
+            for datagram in early {
+                self.dtls.handle_datagram(now, &datagram);
+            }
+        }
     }
 
     fn media_destination(&mut self) -> Result<SocketAddr, SendError> {
