@@ -1,8 +1,8 @@
 //! The bench suite's quick mode, as CI runs it: a real run of
 //! `webinar-bench --quick` against this build's `webinar` server (and Janus
 //! when installed), asserting only that the figures are sane (every viewer
-//! got media, delays and CPU are positive and plausible, the reports were
-//! written), never speed.
+//! got media, delays and CPU are positive and plausible, a viewer behind a
+//! bandwidth step switched down, the reports were written), never speed.
 
 use webinar_bench::results::Sfu;
 use webinar_bench::run::{run, Options};
@@ -65,6 +65,22 @@ async fn the_quick_bench_produces_sane_figures() {
             "{at}: {per_viewer} Mbit/s each"
         );
     }
+    // The bandwidth step (ours only, with the largest audience): the
+    // viewer behind it reached a higher layer, then went down to the
+    // lowest when its capacity fell to 300 kbit/s.
+    let steps: Vec<_> = report
+        .points
+        .iter()
+        .filter_map(|p| p.bandwidth_step.as_ref())
+        .collect();
+    assert_eq!(steps.len(), 1, "one bandwidth step per run");
+    assert!(
+        steps[0].layer_before.is_some_and(|l| l >= 1),
+        "{:?}",
+        steps[0]
+    );
+    assert!(steps[0].down_ms.is_some(), "{:?}", steps[0]);
+
     let json = std::fs::read_to_string(out.path().join("report.json")).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(

@@ -228,6 +228,7 @@ impl Subscription {
             video_ssrc: self.offer.video_ssrcs.first().copied(),
             video_rtx_ssrc: self.offer.video_rtx_ssrc,
             audio_ssrc: self.offer.audio_ssrc,
+            transport_cc_ext: None,
         }
     }
 }

@@ -55,12 +55,20 @@ pub enum Command {
         layer: u8,
         at: Instant,
     },
+    /// A simulated bottleneck on the viewer's downlink (bits/s), or none.
+    SetBottleneck {
+        id: usize,
+        bitrate: Option<u64>,
+    },
     Remove {
         id: usize,
     },
     Snapshot(oneshot::Sender<Vec<(usize, ViewerSnapshot)>>),
     /// Delay and layer-switch samples gathered so far (and cleared).
     TakeSamples(oneshot::Sender<Samples>),
+    /// The layer each viewer last received (sampled viewers only; others
+    /// do not decrypt), without taking samples.
+    Layers(oneshot::Sender<Vec<(usize, Option<u8>)>>),
     /// Presenter counters: packets sent and key frame requests.
     PresenterStats(oneshot::Sender<(u64, u64)>),
     /// Peer states, to wait for connections.
@@ -260,6 +268,13 @@ impl Loop {
                         v.await_layer(layer, at);
                     }
                 }
+                Command::SetBottleneck { id, bitrate } => {
+                    if let Some(Endpoint::Viewer(v)) =
+                        self.slots.get_mut(&id).map(|s| &mut s.endpoint)
+                    {
+                        v.set_bottleneck(bitrate);
+                    }
+                }
                 Command::Remove { id } => {
                     if let Some(mut slot) = self.slots.remove(&id) {
                         let _ = self.poll.registry().deregister(&mut slot.socket);
@@ -286,6 +301,17 @@ impl Loop {
                         }
                     }
                     let _ = reply.send(samples);
+                }
+                Command::Layers(reply) => {
+                    let layers = self
+                        .slots
+                        .iter()
+                        .filter_map(|(id, s)| match &s.endpoint {
+                            Endpoint::Viewer(v) => Some((*id, v.layer())),
+                            Endpoint::Presenter(_) => None,
+                        })
+                        .collect();
+                    let _ = reply.send(layers);
                 }
                 Command::PresenterStats(reply) => {
                     let stats = self

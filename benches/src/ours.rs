@@ -297,10 +297,26 @@ pub async fn produce(
     Ok((id(&video)?, id(&audio)?))
 }
 
+/// The transport-wide congestion control extension's URI.
+const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// What a bench viewer can receive, derived from the router's
-/// capabilities: Opus, VP8 and its RTX, with NACK and PLI feedback only
-/// (it gives no congestion control feedback, so no header extensions).
-pub fn viewer_capabilities(router: &Value) -> Value {
+/// capabilities: Opus, VP8 and its RTX, with NACK and PLI feedback; with
+/// `congestion_control`, also the transport-wide sequence extension and
+/// `transport-cc` feedback (the viewer then sends feedback like a
+/// browser), otherwise no header extensions at all.
+pub fn viewer_capabilities(router: &Value, congestion_control: bool) -> Value {
+    let mut video_feedback = vec![
+        json!({"type": "nack", "parameter": ""}),
+        json!({"type": "nack", "parameter": "pli"}),
+        json!({"type": "ccm", "parameter": "fir"}),
+    ];
+    let mut audio_feedback = Vec::new();
+    if congestion_control {
+        video_feedback.push(json!({"type": "transport-cc", "parameter": ""}));
+        audio_feedback.push(json!({"type": "transport-cc", "parameter": ""}));
+    }
     let codecs: Vec<Value> = router["codecs"]
         .as_array()
         .into_iter()
@@ -309,11 +325,8 @@ pub fn viewer_capabilities(router: &Value) -> Value {
             let mime = c["mimeType"].as_str()?.to_ascii_lowercase();
             let mut codec = c.clone();
             match mime.as_str() {
-                "audio/opus" => codec["rtcpFeedback"] = json!([]),
-                "video/vp8" => {
-                    codec["rtcpFeedback"] = json!([{"type": "nack", "parameter": ""},
-                        {"type": "nack", "parameter": "pli"}, {"type": "ccm", "parameter": "fir"}]);
-                }
+                "audio/opus" => codec["rtcpFeedback"] = json!(audio_feedback),
+                "video/vp8" => codec["rtcpFeedback"] = json!(video_feedback),
                 "video/rtx" => {
                     let apt = c["parameters"]["apt"].as_u64()?;
                     let vp8 = router["codecs"].as_array()?.iter().any(|v| {
@@ -331,7 +344,14 @@ pub fn viewer_capabilities(router: &Value) -> Value {
             Some(codec)
         })
         .collect();
-    json!({"codecs": codecs, "headerExtensions": []})
+    let extensions: Vec<Value> = router["headerExtensions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| congestion_control && e["uri"] == TRANSPORT_CC_URI)
+        .cloned()
+        .collect();
+    json!({"codecs": codecs, "headerExtensions": extensions})
 }
 
 /// One consumer as signalled.
@@ -339,6 +359,7 @@ pub struct Consumed {
     pub id: String,
     pub ssrc: Option<u32>,
     pub rtx_ssrc: Option<u32>,
+    pub transport_cc_ext: Option<u8>,
 }
 
 /// Consumes `producer` on `transport` (paused, as the server creates it).
@@ -363,6 +384,13 @@ pub async fn consume(
             .to_owned(),
         ssrc: encoding["ssrc"].as_u64().map(|s| s as u32),
         rtx_ssrc: encoding["rtx"]["ssrc"].as_u64().map(|s| s as u32),
+        transport_cc_ext: c["rtpParameters"]["headerExtensions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["uri"] == TRANSPORT_CC_URI)
+            .and_then(|e| e["id"].as_u64())
+            .map(|id| id as u8),
     })
 }
 
@@ -372,5 +400,6 @@ pub fn streams(video: &Consumed, audio: &Consumed) -> ViewerStreams {
         video_ssrc: video.ssrc,
         video_rtx_ssrc: video.rtx_ssrc,
         audio_ssrc: audio.ssrc,
+        transport_cc_ext: video.transport_cc_ext,
     }
 }

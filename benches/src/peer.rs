@@ -95,6 +95,9 @@ pub struct Peer {
     selected: Option<SocketAddr>,
     tiebreaker: u64,
     next_check: Option<Instant>,
+    /// A check of ours was answered; the remote checked us.
+    answered: bool,
+    checked: bool,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     /// When the peer was started and when SRTP got keyed.
     pub started_at: Option<Instant>,
@@ -125,6 +128,8 @@ impl Peer {
             selected: None,
             tiebreaker: rand::random(),
             next_check: None,
+            answered: false,
+            checked: false,
             transmits: VecDeque::new(),
             started_at: None,
             connected_at: None,
@@ -307,6 +312,7 @@ impl Peer {
             {
                 return;
             }
+            self.answered = true;
             self.on_check_succeeded(now, from);
         } else if kind == MessageType::new(METHOD_BINDING, CLASS_REQUEST) {
             // A full agent checks us: answer with our password.
@@ -338,7 +344,8 @@ impl Peer {
                 self.transmits.push_back((from, response.raw));
             }
             // A check from the remote proves the path too (it is how a
-            // controlled full agent's nomination reaches us).
+            // controlling full agent's nomination reaches us).
+            self.checked = true;
             self.on_check_succeeded(now, from);
         }
     }
@@ -348,11 +355,19 @@ impl Peer {
             self.selected = Some(from);
             self.next_check = Some(now + CONSENT_INTERVAL);
         }
-        if self.state == PeerState::Checking {
+        // As DTLS server we listen at once. As client we send the
+        // ClientHello when both sides see the path: towards an ICE-lite
+        // server once it answered us; towards a full agent (Janus) once it
+        // also checked us (its ICE is connected only then, and a
+        // ClientHello sent earlier is dropped and retransmitted a second
+        // later).
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let ready = remote.local_role == LocalDtlsRole::Server
+            || (self.answered && (remote.ice_lite || self.checked));
+        if self.state == PeerState::Checking && ready {
             self.state = PeerState::Handshaking;
-            let Some(remote) = &self.remote else {
-                return;
-            };
             let role = match remote.local_role {
                 LocalDtlsRole::Client => HandshakeRole::Client,
                 LocalDtlsRole::Server => HandshakeRole::Server,

@@ -412,6 +412,7 @@ pub fn table(report: &Report) -> String {
                 .map(|check| format!("{} {}", verdict(check.met), target_text(check)))
                 .collect(),
         ),
+        ("bandwidth steps:", step_lines(&report.points)),
         ("problems:", problem_lines(&report.points)),
     ];
     for (heading, lines) in sections {
@@ -429,6 +430,30 @@ pub fn table(report: &Report) -> String {
         }
     }
     out
+}
+
+/// One line per point that measured a bandwidth step.
+fn step_lines(points: &[Point]) -> Vec<String> {
+    let ms = |v: Option<f64>| v.map_or_else(|| "never".to_owned(), |v| format!("{v:.0} ms"));
+    points
+        .iter()
+        .filter_map(|point| {
+            let step = point.bandwidth_step.as_ref()?;
+            let sfu = point.sfu.map_or("?", |s| s.name());
+            Some(format!(
+                "{sfu} at {} viewers, one more viewer behind {} -> {} -> {} kbit/s (layer {} before): \
+                 down to layer 0 in {}, back to the top in {}; {:.1}% lost while low",
+                point.viewers,
+                step.high_kbps,
+                step.low_kbps,
+                step.high_kbps,
+                step.layer_before.map_or_else(|| "?".to_owned(), |l| l.to_string()),
+                ms(step.down_ms),
+                ms(step.up_ms),
+                step.low_phase_loss_percent,
+            ))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

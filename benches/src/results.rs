@@ -88,12 +88,34 @@ pub struct Point {
     pub sfu_kib_per_consumer: f64,
     /// Time from asking for another simulcast layer to its first packet.
     pub layer_switch_ms: Percentiles,
+    /// Switches under a bandwidth step (SFUs that adapt layers to a
+    /// viewer's estimated bandwidth; not Janus's VideoRoom).
+    pub bandwidth_step: Option<BandwidthStep>,
     /// CPU the generator itself used, percent of one core (to show it was
     /// not the bottleneck).
     pub generator_cpu_percent: f64,
     /// Anything that went wrong for this point (viewers that never got
     /// media, a failed signalling step).
     pub problems: Vec<String>,
+}
+
+/// One viewer's layer switches when its downlink capacity steps down and
+/// back up (a simulated bottleneck; the viewer sends transport-wide
+/// congestion control feedback, as a browser does).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BandwidthStep {
+    pub high_kbps: u64,
+    pub low_kbps: u64,
+    /// The layer received before the step, from the top (expected: the
+    /// top layer, whose bitrate fits the high capacity).
+    pub layer_before: Option<u8>,
+    /// From the step down to the first packet of the lowest layer.
+    pub down_ms: Option<f64>,
+    /// From the step back up to the first packet of the top layer again.
+    pub up_ms: Option<f64>,
+    /// Media packets lost behind the bottleneck during the low phase (the
+    /// queue overflowing before the SFU switches down), percent.
+    pub low_phase_loss_percent: f64,
 }
 
 /// A target of the issue, checked against a run.

@@ -19,7 +19,7 @@ use crate::plan::MediaPlan;
 use crate::presenter::Presenter;
 use crate::procstat::{self, ProcessSample};
 use crate::report::{self, Progress};
-use crate::results::{Percentiles, Point, Report, Sfu};
+use crate::results::{BandwidthStep, Percentiles, Point, Report, Sfu};
 use crate::viewer::{Viewer, ViewerSnapshot};
 use crate::{janus, ours};
 use sfu::transport::DtlsCertificate;
@@ -154,10 +154,15 @@ pub async fn run(options: Options, command: String) -> anyhow::Result<Report> {
         quick: options.quick,
         ..Default::default()
     };
-    for &viewers in &options.audiences() {
+    let audiences = options.audiences();
+    let largest = audiences.iter().copied().max().unwrap_or(0);
+    for &viewers in &audiences {
         for &sfu in &sfus {
             eprintln!("{} with {viewers} viewers", sfu.name());
-            let point = match measure(&options, sfu, viewers, &plan, &media, &certificate).await {
+            // The bandwidth step is measured once, with the largest audience.
+            let step = viewers == largest;
+            let measured = measure(&options, sfu, viewers, step, &plan, &media, &certificate).await;
+            let point = match measured {
                 Ok(point) => point,
                 Err(error) => Point {
                     sfu: Some(sfu),
@@ -300,6 +305,7 @@ async fn measure(
     options: &Options,
     sfu: Sfu,
     viewers: usize,
+    step: bool,
     plan: &MediaPlan,
     media: &EncodedMedia,
     certificate: &Arc<DtlsCertificate>,
@@ -374,7 +380,9 @@ async fn measure(
         let sampled = index % sample_every == 0;
         let layer = options.layer;
         joins.spawn(async move {
-            match join_viewer(&net, &target, index, sampled, layer, &certificate).await {
+            let joined_viewer =
+                join_viewer(&net, &target, index, sampled, layer, false, &certificate).await;
+            match joined_viewer {
                 Ok(control) => joined.lock().await.push((index, control)),
                 Err(error) => failures
                     .lock()
@@ -416,8 +424,25 @@ async fn measure(
         problems.push(format!("layer switch: {error:#}"));
     }
 
+    // One more viewer, giving congestion control feedback, behind a
+    // bottleneck that steps down and back up (SFUs that adapt layers to
+    // each viewer's bandwidth: ours; Janus's VideoRoom does not).
+    let step = match &*target {
+        Target::Webinar { .. } if step => {
+            match bandwidth_step(&viewer_net, &target, viewers + 1, top, certificate).await {
+                Ok(step) => Some(step),
+                Err(error) => {
+                    problems.push(format!("bandwidth step: {error:#}"));
+                    None
+                }
+            }
+        }
+        Target::Webinar { .. } | Target::Janus { .. } => None,
+    };
+
     let mut point = point_from(sfu, viewers, &before, &start, &end, samples);
     point.layer_switch_ms = switches.unwrap_or_default();
+    point.bandwidth_step = step;
     point.problems = problems;
     if point.viewers_receiving < viewers {
         point.problems.push(format!(
@@ -444,6 +469,7 @@ async fn join_viewer(
     index: usize,
     sampled: bool,
     layer: u8,
+    congestion_control: bool,
     certificate: &Arc<DtlsCertificate>,
 ) -> anyhow::Result<ViewerControl> {
     let started = Instant::now();
@@ -462,7 +488,8 @@ async fn join_viewer(
         Target::Webinar { server, webinar } => {
             let token = server.register_viewer(webinar, index).await?;
             let (mut sio, joined) = ours::connect(&server.base, &token).await?;
-            let capabilities = ours::viewer_capabilities(&joined["routerRtpCapabilities"]);
+            let capabilities =
+                ours::viewer_capabilities(&joined["routerRtpCapabilities"], congestion_control);
             let producers = joined["producers"].as_array().cloned().unwrap_or_default();
             let producer = |kind: &str| {
                 producers
@@ -607,6 +634,111 @@ async fn switch_layers(
     Ok(Percentiles::of(&mut switches))
 }
 
+/// Capacity of the stepped viewer's downlink: above the top layer plus
+/// audio, then between the lowest and the middle layer.
+const STEP_HIGH: u64 = 3_000_000;
+const STEP_LOW: u64 = 300_000;
+
+/// Joins viewer `id` preferring the top layer, with congestion control
+/// feedback, behind a 3 Mbit/s bottleneck; once it receives the top layer
+/// steps the bottleneck to 300 kbit/s, then back, timing each switch.
+async fn bandwidth_step(
+    net: &NetThread,
+    target: &Target,
+    id: usize,
+    top: u8,
+    certificate: &Arc<DtlsCertificate>,
+) -> anyhow::Result<BandwidthStep> {
+    let control = join_viewer(net, target, id, true, top, true, certificate).await?;
+    net.send(Command::SetBottleneck {
+        id,
+        bitrate: Some(STEP_HIGH),
+    });
+    let mut step = BandwidthStep {
+        high_kbps: STEP_HIGH / 1000,
+        low_kbps: STEP_LOW / 1000,
+        ..Default::default()
+    };
+    // The estimate starts low and climbs to the top layer.
+    step.layer_before = wait_for_layer(net, id, Some(top), Duration::from_secs(15)).await?;
+    let before = snapshot_of(net, id).await?;
+    net.send(Command::AwaitLayer {
+        id,
+        layer: 0,
+        at: Instant::now(),
+    });
+    net.send(Command::SetBottleneck {
+        id,
+        bitrate: Some(STEP_LOW),
+    });
+    wait_for_layer(net, id, Some(0), Duration::from_secs(10)).await?;
+    step.down_ms = take_switch(net).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let low = snapshot_of(net, id).await?;
+    let expected = low.expected - before.expected;
+    step.low_phase_loss_percent = if expected == 0 {
+        0.0
+    } else {
+        expected.saturating_sub(low.received - before.received) as f64 * 100.0 / expected as f64
+    };
+    net.send(Command::AwaitLayer {
+        id,
+        layer: top,
+        at: Instant::now(),
+    });
+    net.send(Command::SetBottleneck {
+        id,
+        bitrate: Some(STEP_HIGH),
+    });
+    wait_for_layer(net, id, Some(top), Duration::from_secs(20)).await?;
+    step.up_ms = take_switch(net).await?;
+    drop(control);
+    net.send(Command::Remove { id });
+    Ok(step)
+}
+
+/// Waits until viewer `id` receives `layer`; returns the layer it has then
+/// (which is not `layer` when the wait timed out).
+async fn wait_for_layer(
+    net: &NetThread,
+    id: usize,
+    layer: Option<u8>,
+    within: Duration,
+) -> anyhow::Result<Option<u8>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let current = net
+            .ask(Command::Layers)
+            .await?
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, l)| l);
+        if current == layer || Instant::now() > deadline {
+            return Ok(current);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The switch time recorded since the last call (one viewer awaiting).
+async fn take_switch(net: &NetThread) -> anyhow::Result<Option<f64>> {
+    Ok(net
+        .ask(Command::TakeSamples)
+        .await?
+        .layer_switches_ms
+        .first()
+        .copied())
+}
+
+async fn snapshot_of(net: &NetThread, id: usize) -> anyhow::Result<ViewerSnapshot> {
+    net.ask(Command::Snapshot)
+        .await?
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| s)
+        .ok_or_else(|| anyhow!("viewer {id} is gone"))
+}
+
 /// The point's figures from the samples around the window.
 fn point_from(
     sfu: Sfu,
@@ -676,6 +808,7 @@ fn point_from(
             / 1024.0
             / consumers,
         layer_switch_ms: Percentiles::default(),
+        bandwidth_step: None,
         generator_cpu_percent: end.generator.cpu_percent_since(&start.generator),
         problems: Vec::new(),
     }

@@ -6,13 +6,21 @@
 
 use std::time::{Duration, Instant};
 
-use sfu::rtcp::{parse_compound, Nack, NackItem, ReceiverReport, ReportBlock, RtcpPacket};
+use sfu::rtcp::{
+    parse_compound, Nack, NackItem, ReceiverReport, ReportBlock, RtcpPacket, TransportCcBuilder,
+};
 
 use crate::media::stamp;
 use crate::peer::Peer;
 
 /// Receiver reports go out this often, as browsers send them.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Transport-wide congestion control feedback goes out this often (as
+/// libwebrtc's receiver sends it).
+const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
+/// A bottleneck's queue holds at most this much sending time; packets
+/// beyond it are dropped.
+const BOTTLENECK_QUEUE: Duration = Duration::from_millis(150);
 /// At most this many sequence numbers are NACKed for one gap (a longer
 /// gap is a stream restart, not loss).
 const MAX_NACK_GAP: u16 = 256;
@@ -108,6 +116,44 @@ pub struct ViewerStreams {
     pub video_ssrc: Option<u32>,
     pub video_rtx_ssrc: Option<u32>,
     pub audio_ssrc: Option<u32>,
+    /// The transport-wide sequence number extension's id, when the viewer
+    /// negotiated congestion control feedback.
+    pub transport_cc_ext: Option<u8>,
+}
+
+/// A bottleneck on the viewer's downlink, simulated where packets arrive:
+/// they queue behind each other at `bitrate` and leave the queue at their
+/// arrival time; a packet that would wait more than [`BOTTLENECK_QUEUE`]
+/// is dropped (a tail-drop router queue).
+#[derive(Debug, Clone, Copy)]
+struct Bottleneck {
+    bitrate: u64,
+    busy_until: Option<Instant>,
+}
+
+impl Bottleneck {
+    /// When a packet of `len` bytes that reached the queue at `now` gets
+    /// out of it, or `None` when it is dropped.
+    fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let start = self.busy_until.map_or(now, |busy| busy.max(now));
+        if start.saturating_duration_since(now) > BOTTLENECK_QUEUE {
+            return None;
+        }
+        let sending = Duration::from_secs_f64(len as f64 * 8.0 / self.bitrate as f64);
+        self.busy_until = Some(start + sending);
+        self.busy_until
+    }
+}
+
+/// Transport-wide congestion control feedback, as a browser's receiver
+/// sends it: arrival times of the transport sequence numbers it got.
+struct CongestionFeedback {
+    builder: TransportCcBuilder,
+    count: u8,
+    /// Arrivals not yet due (a bottleneck delays them), in order.
+    pending: std::collections::VecDeque<(u16, Instant)>,
+    next: Option<Instant>,
+    epoch: Instant,
 }
 
 /// A viewer's counters at one moment, for differences over a window.
@@ -143,6 +189,11 @@ pub struct Viewer {
     layer: Option<u8>,
     awaited_layer: Option<(u8, Instant)>,
     pub layer_switches_ms: Vec<f64>,
+    /// Delays are not sampled behind a bottleneck (its queue is not the
+    /// SFU's).
+    sample_delays: bool,
+    bottleneck: Option<Bottleneck>,
+    feedback: Option<CongestionFeedback>,
     rtcp: Vec<u8>,
 }
 
@@ -164,12 +215,32 @@ impl Viewer {
             layer: None,
             awaited_layer: None,
             layer_switches_ms: Vec::new(),
+            sample_delays: true,
+            bottleneck: None,
+            feedback: None,
             rtcp: vec![0; 1500],
         }
     }
 
+    /// Puts a bottleneck of `bitrate` bits/s on the viewer's downlink (or
+    /// removes it). Its delays are no longer sampled.
+    pub fn set_bottleneck(&mut self, bitrate: Option<u64>) {
+        self.sample_delays = false;
+        self.bottleneck = bitrate.map(|bitrate| Bottleneck {
+            bitrate,
+            busy_until: self.bottleneck.and_then(|b| b.busy_until),
+        });
+    }
+
     pub fn set_streams(&mut self, streams: ViewerStreams) {
         self.streams = streams;
+        self.feedback = streams.transport_cc_ext.map(|_| CongestionFeedback {
+            builder: TransportCcBuilder::new(self.ssrc, streams.video_ssrc.unwrap_or(0), 0),
+            count: 0,
+            pending: std::collections::VecDeque::new(),
+            next: None,
+            epoch: Instant::now(),
+        });
         self.video = streams.video_ssrc.map(StreamCounter::new);
         self.audio = streams.audio_ssrc.map(StreamCounter::new);
     }
@@ -203,6 +274,18 @@ impl Viewer {
     pub fn on_rtp(&mut self, now: Instant, packet: &[u8]) {
         if packet.len() < 12 {
             return;
+        }
+        let now = match &mut self.bottleneck {
+            Some(bottleneck) => match bottleneck.pass(now, packet.len()) {
+                Some(out) => out,
+                None => return,
+            },
+            None => now,
+        };
+        if let (Some(feedback), Some(id)) = (&mut self.feedback, self.streams.transport_cc_ext) {
+            if let Some(seq) = transport_sequence(packet, id) {
+                feedback.pending.push_back((seq, now));
+            }
         }
         let seq = u16::from_be_bytes([packet[2], packet[3]]);
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
@@ -238,8 +321,10 @@ impl Viewer {
         let Some((layer, sent)) = stamp::read(payload) else {
             return;
         };
-        self.delays_ms
-            .push(now.saturating_duration_since(sent).as_secs_f32() * 1000.0);
+        if self.sample_delays {
+            self.delays_ms
+                .push(now.saturating_duration_since(sent).as_secs_f32() * 1000.0);
+        }
         if layer != stamp::AUDIO {
             self.layer = Some(layer);
             if let Some((awaited, asked)) = self.awaited_layer {
@@ -313,11 +398,85 @@ impl Viewer {
             self.rtcp = buf;
             self.next_report = Some(now + REPORT_INTERVAL);
         }
-        [self.peer.poll_timeout(), self.next_report]
+        let feedback_due = self.send_feedback(now);
+        [self.peer.poll_timeout(), self.next_report, feedback_due]
             .into_iter()
             .flatten()
             .min()
     }
+
+    /// Sends transport-wide feedback for the arrivals due by `now`, every
+    /// [`FEEDBACK_INTERVAL`]; returns when next.
+    fn send_feedback(&mut self, now: Instant) -> Option<Instant> {
+        let feedback = self.feedback.as_mut()?;
+        let due = *feedback.next.get_or_insert(now + FEEDBACK_INTERVAL);
+        if now < due {
+            return Some(due);
+        }
+        feedback.next = Some(now + FEEDBACK_INTERVAL);
+        let mut packets = Vec::new();
+        while feedback.pending.front().is_some_and(|(_, at)| *at <= now) {
+            packets.extend(feedback.pending.pop_front());
+        }
+        let mut compounds = Vec::new();
+        for (seq, at) in packets {
+            let arrival_us = at.saturating_duration_since(feedback.epoch).as_micros() as i64;
+            if feedback.builder.push(seq, arrival_us).is_err() {
+                compounds.push(finish(feedback, &mut self.rtcp));
+                let _ = feedback.builder.push(seq, arrival_us);
+            }
+        }
+        if !feedback.builder.is_empty() {
+            compounds.push(finish(feedback, &mut self.rtcp));
+        }
+        for compound in compounds.into_iter().flatten() {
+            self.peer.send_rtcp(&compound);
+        }
+        feedback.next
+    }
+}
+
+/// Writes the feedback built so far and starts the next one.
+fn finish(feedback: &mut CongestionFeedback, buf: &mut [u8]) -> Option<Vec<u8>> {
+    let written = feedback
+        .builder
+        .write(buf)
+        .ok()
+        .map(|len| buf[..len].to_vec());
+    feedback.count = feedback.count.wrapping_add(1);
+    feedback.builder.reset(feedback.count);
+    written
+}
+
+/// The transport-wide sequence number in a packet's one-byte header
+/// extensions (RFC 8285), if it carries extension `id`.
+fn transport_sequence(packet: &[u8], id: u8) -> Option<u16> {
+    if packet[0] & 0x10 == 0 {
+        return None;
+    }
+    let start = 12 + 4 * usize::from(packet[0] & 0x0f);
+    let header = packet.get(start..start + 4)?;
+    if header[..2] != [0xbe, 0xde] {
+        return None;
+    }
+    let len = 4 * usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut elements = packet.get(start + 4..start + 4 + len)?;
+    while let Some((&first, rest)) = elements.split_first() {
+        if first == 0 {
+            elements = rest;
+            continue;
+        }
+        let (element_id, size) = (first >> 4, usize::from(first & 0x0f) + 1);
+        if element_id == 15 {
+            return None;
+        }
+        let data = rest.get(..size)?;
+        if element_id == id && size == 2 {
+            return Some(u16::from_be_bytes([data[0], data[1]]));
+        }
+        elements = &rest[size..];
+    }
+    None
 }
 
 /// The payload of a plain RTP packet (after CSRCs, extension, padding).
@@ -353,6 +512,36 @@ mod tests {
         let block = c.report_block(Instant::now());
         assert_eq!(block.cumulative_lost, 1);
         assert_eq!(block.fraction_lost, 51);
+    }
+
+    #[test]
+    fn a_bottleneck_queues_then_drops() {
+        let now = Instant::now();
+        // 8 kbit/s: a 1000-byte packet takes one second.
+        let mut b = Bottleneck {
+            bitrate: 80_000,
+            busy_until: None,
+        };
+        assert_eq!(b.pass(now, 1000), Some(now + Duration::from_millis(100)));
+        assert_eq!(b.pass(now, 1000), Some(now + Duration::from_millis(200)));
+        b.pass(now, 1000);
+        // The queue now holds 300 ms: beyond 150 ms the packet is dropped.
+        assert_eq!(b.pass(now, 1000), None);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            b.pass(later, 1000),
+            Some(later + Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn transport_sequence_numbers_are_found_among_extensions() {
+        let mut packet = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+        // mid (id 1, "0"), padding, transport-cc (id 3) = 0x1234.
+        packet.extend_from_slice(&[0xbe, 0xde, 0, 2, 0x10, b'0', 0, 0x31, 0x12, 0x34, 0, 0]);
+        packet.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(transport_sequence(&packet, 3), Some(0x1234));
+        assert_eq!(transport_sequence(&packet, 5), None);
     }
 
     #[test]
