@@ -16,6 +16,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc as tokio_mpsc;
 
+use super::batch::UdpBatch;
 use super::engine::{SocketChange, Via};
 use super::pipe::PipeMessage;
 use super::{Call, Engine, WorkerError, WorkerEvent, WorkerSettings};
@@ -87,6 +88,7 @@ pub(super) fn start(
                 tcp_by_addr: HashMap::new(),
                 next_token: 3,
                 engine,
+                batch: UdpBatch::new(),
             }
             .run(calls, pipes)
         })?;
@@ -123,6 +125,8 @@ struct Driver {
     tcp_by_addr: HashMap<SocketAddr, Token>,
     next_token: usize,
     engine: Engine,
+    /// Datagrams for the shared WebRTC socket, sent together.
+    batch: UdpBatch,
 }
 
 impl Driver {
@@ -410,23 +414,33 @@ impl Driver {
                     self.send_tcp(token, &data);
                     continue;
                 }
+                if self.batch.push(to, data) {
+                    self.send_batch();
+                }
+                continue;
             }
-            let socket = match via {
-                Via::Server => &self.server,
-                Via::Plain { transport, rtcp } => match self.plain.get(&transport) {
-                    Some(PlainSockets {
-                        rtcp: Some((_, s)), ..
-                    }) if rtcp => s,
-                    Some(s) => &s.rtp.1,
-                    None => continue,
-                },
+            let Via::Plain { transport, rtcp } = via else {
+                continue;
             };
-            match socket.send_to(&data, to) {
-                Ok(_) => {}
-                // A full send buffer drops the datagram, as a congested
-                // network would; RTX and key frames repair it.
-                Err(_) => self.engine.note_send_dropped(),
+            let socket = match self.plain.get(&transport) {
+                Some(PlainSockets {
+                    rtcp: Some((_, s)), ..
+                }) if rtcp => s,
+                Some(s) => &s.rtp.1,
+                None => continue,
+            };
+            // A full send buffer drops the datagram, as a congested
+            // network would; RTX and key frames repair it.
+            if socket.send_to(&data, to).is_err() {
+                self.engine.note_send_dropped();
             }
+        }
+        self.send_batch();
+    }
+
+    fn send_batch(&mut self) {
+        for _ in 0..self.batch.send(&self.server) {
+            self.engine.note_send_dropped();
         }
     }
 }

@@ -5,6 +5,7 @@
 //! thread and answer through a oneshot channel, and hears from it through
 //! [`WorkerEvent`]s.
 
+mod batch;
 mod driver;
 mod engine;
 mod pipe;
