@@ -228,7 +228,7 @@ fn socket_fan_out(c: &mut Criterion) {
             } = rig.get_or_insert_with(|| Rig::new(n));
             b.iter(|| {
                 fan_out.fan_out(|destination, datagram| {
-                    let _ = black_box(socket.send_to(&datagram, destination));
+                    let _ = black_box(socket.send_to(datagram, destination));
                     *sent += 1;
                 })
             });
@@ -249,7 +249,7 @@ fn socket_fan_out(c: &mut Criterion) {
                     let transmit = Transmit {
                         destination,
                         ecn: None,
-                        contents: &datagram,
+                        contents: datagram,
                         segment_size: None,
                         src_ip: None,
                     };
@@ -272,7 +272,7 @@ fn socket_fan_out(c: &mut Criterion) {
             } = rig.get_or_insert_with(|| Rig::new(n));
             b.iter(|| {
                 fan_out.fan_out(|destination, datagram| {
-                    batch.push((destination, datagram));
+                    batch.push((destination, std::mem::take(datagram)));
                     if batch.len() == MMSG_BATCH {
                         *sent += flush_mmsg(socket, &mut headers, &mut batch);
                     }
@@ -310,7 +310,7 @@ fn socket_fan_out(c: &mut Criterion) {
                     let mut i = 0;
                     fan_out.fan_out(|_, datagram| {
                         segment = datagram.len();
-                        frames[i].extend_from_slice(&datagram);
+                        frames[i].extend_from_slice(datagram);
                         i += 1;
                     });
                 }

@@ -163,6 +163,8 @@ pub struct FanOut {
     input: Vec<u8>,
     /// The engine's per-consumer scratch buffer.
     scratch: Vec<u8>,
+    /// The protected datagram, reused.
+    datagram: Vec<u8>,
     /// For [`FanOut::forward_only`]: one packet already in the router's
     /// namespace, and what the producer said about it.
     routed: Vec<u8>,
@@ -206,6 +208,7 @@ impl FanOut {
             template: Vec::with_capacity(PACKET_LEN),
             input: vec![0; 1500],
             scratch: vec![0; 1500],
+            datagram: Vec::with_capacity(1600),
             routed: Vec::new(),
             routed_rx: None,
             seq: 1000,
@@ -266,10 +269,12 @@ impl FanOut {
 
     /// The whole in-process path for one sender packet: producer receive
     /// once, then for each consumer `Consumer::forward` into the scratch
-    /// buffer and `SrtpSession::protect_rtp`, each protected datagram handed
-    /// to `transmit` with its destination (where the transport would queue
-    /// an `Output::Transmit`). Returns the number of datagrams.
-    pub fn fan_out(&mut self, mut transmit: impl FnMut(SocketAddr, Vec<u8>)) -> usize {
+    /// buffer and `SrtpSession::protect_rtp_into` a reused datagram buffer
+    /// (the worker reuses the buffers its driver has sent), each protected
+    /// datagram handed to `transmit` with its destination (where the
+    /// transport would queue an `Output::Transmit`; a caller keeping it
+    /// takes it out of the `Vec`). Returns the number of datagrams.
+    pub fn fan_out(&mut self, mut transmit: impl FnMut(SocketAddr, &mut Vec<u8>)) -> usize {
         self.next_packet();
         let len = self.template.len();
         self.input[..len].copy_from_slice(&self.template);
@@ -286,8 +291,12 @@ impl FanOut {
             else {
                 continue;
             };
-            if let Ok(datagram) = leg.srtp.protect_rtp(&self.scratch[..n]) {
-                transmit(leg.destination, datagram);
+            if leg
+                .srtp
+                .protect_rtp_into(&self.scratch[..n], &mut self.datagram)
+                .is_ok()
+            {
+                transmit(leg.destination, &mut self.datagram);
                 sent += 1;
             }
         }

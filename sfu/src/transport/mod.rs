@@ -18,6 +18,7 @@ mod dtls;
 mod ice;
 mod parameters;
 mod srtp;
+mod srtp_protect;
 mod webrtc_transport;
 
 #[cfg(test)]

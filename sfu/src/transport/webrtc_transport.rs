@@ -407,13 +407,24 @@ impl WebRtcTransport {
     }
 
     /// Protects one RTP packet and queues it to the selected tuple.
-    pub fn send_rtp(&mut self, _now: Instant, packet: &[u8]) -> Result<(), SendError> {
+    pub fn send_rtp(&mut self, now: Instant, packet: &[u8]) -> Result<(), SendError> {
+        self.send_rtp_into(now, packet, Vec::new())
+    }
+
+    /// [`WebRtcTransport::send_rtp`], protecting into `buffer` (whose
+    /// capacity is reused: a recycled buffer means no allocation).
+    pub fn send_rtp_into(
+        &mut self,
+        _now: Instant,
+        packet: &[u8],
+        mut buffer: Vec<u8>,
+    ) -> Result<(), SendError> {
         let destination = self.media_destination()?;
         let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
-        match srtp.protect_rtp(packet) {
-            Ok(protected) => {
+        match srtp.protect_rtp_into(packet, &mut buffer) {
+            Ok(()) => {
                 self.stats.rtp_packets_sent += 1;
-                self.transmit(destination, protected);
+                self.transmit(destination, buffer);
                 Ok(())
             }
             Err(error) => {

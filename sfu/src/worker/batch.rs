@@ -33,10 +33,10 @@ impl UdpBatch {
         self.pending.len() >= BATCH
     }
 
-    /// Sends everything queued on `socket`; returns how many datagrams the
-    /// kernel refused (a full send buffer drops them, as a congested
-    /// network would).
-    pub(super) fn send(&mut self, socket: &impl AsRawFd) -> u64 {
+    /// Sends everything queued on `socket`, handing each buffer to
+    /// `recycle` afterwards; returns how many datagrams the kernel refused
+    /// (a full send buffer drops them, as a congested network would).
+    pub(super) fn send(&mut self, socket: &impl AsRawFd, mut recycle: impl FnMut(Vec<u8>)) -> u64 {
         let mut start = 0;
         let mut dropped = 0;
         let no_control: [ControlMessage<'_>; 0] = [];
@@ -67,7 +67,9 @@ impl UdpBatch {
                 start += sent;
             }
         }
-        self.pending.clear();
+        for (_, buffer) in self.pending.drain(..) {
+            recycle(buffer);
+        }
         dropped
     }
 }
@@ -89,7 +91,9 @@ mod tests {
             let to = receivers[i % 3].local_addr().unwrap();
             assert_eq!(batch.push(to, vec![i as u8; 100 + i]), i + 1 >= BATCH);
         }
-        assert_eq!(batch.send(&sender), 0);
+        let mut recycled = 0;
+        assert_eq!(batch.send(&sender, |_| recycled += 1), 0);
+        assert_eq!(recycled, BATCH + 10, "every buffer comes back");
         for (r, receiver) in receivers.iter().enumerate() {
             receiver.set_nonblocking(true).unwrap();
             let mut buf = [0u8; 2048];
@@ -103,6 +107,6 @@ mod tests {
                 .collect();
             assert_eq!(got, expected);
         }
-        assert_eq!(batch.send(&sender), 0, "an empty batch sends nothing");
+        assert_eq!(batch.send(&sender, |_| panic!("nothing to recycle")), 0);
     }
 }

@@ -439,7 +439,11 @@ impl Driver {
     }
 
     fn send_batch(&mut self) {
-        for _ in 0..self.batch.send(&self.server) {
+        let engine = &mut self.engine;
+        let dropped = self
+            .batch
+            .send(&self.server, |buffer| engine.recycle(buffer));
+        for _ in 0..dropped {
             self.engine.note_send_dropped();
         }
     }

@@ -83,9 +83,11 @@ enum AnyTransport {
 }
 
 impl AnyTransport {
-    fn send_rtp(&mut self, now: Instant, packet: &[u8]) -> bool {
+    /// Sends `packet`, protected into a buffer from `buffers` where the
+    /// transport encrypts.
+    fn send_rtp(&mut self, now: Instant, packet: &[u8], buffers: &mut Buffers) -> bool {
         match self {
-            AnyTransport::WebRtc(t) => t.send_rtp(now, packet).is_ok(),
+            AnyTransport::WebRtc(t) => t.send_rtp_into(now, packet, buffers.take()).is_ok(),
             AnyTransport::Plain(t) => t.send_rtp(packet),
         }
     }
@@ -132,6 +134,28 @@ impl AnyTransport {
         match self {
             AnyTransport::WebRtc(t) => Some(t),
             AnyTransport::Plain(_) => None,
+        }
+    }
+}
+
+/// Datagram buffers coming back from the driver once sent, reused for the
+/// next packets so that the fan-out does not allocate.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    spare: Vec<Vec<u8>>,
+}
+
+impl Buffers {
+    /// At most this many are kept (a burst's worth for a thousand viewers).
+    const KEPT: usize = 4096;
+
+    fn take(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < Self::KEPT && buffer.capacity() > 0 {
+            self.spare.push(buffer);
         }
     }
 }
@@ -313,6 +337,7 @@ pub(crate) struct Engine {
     dirty: Vec<TransportId>,
     events: tokio_mpsc::UnboundedSender<WorkerEvent>,
     scratch: Vec<u8>,
+    buffers: Buffers,
     rtcp_scratch: Vec<u8>,
     /// Wall clock at `clock_base`, for NTP timestamps in reports.
     clock_base: (Instant, SystemTime),
@@ -352,6 +377,7 @@ impl Engine {
             dirty: Vec::new(),
             events,
             scratch: vec![0; SCRATCH],
+            buffers: Buffers::default(),
             rtcp_scratch: Vec::with_capacity(1500),
             clock_base: (Instant::now(), SystemTime::now()),
             next_rtcp: None,
@@ -1300,6 +1326,7 @@ impl Engine {
             transports,
             dirty,
             scratch,
+            buffers,
             ..
         } = self;
         let Some(list) = routers
@@ -1319,7 +1346,7 @@ impl Engine {
                     if let Some(b) = &mut t.bandwidth {
                         b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, false);
                     }
-                    if t.transport.send_rtp(now, &scratch[..n]) {
+                    if t.transport.send_rtp(now, &scratch[..n], buffers) {
                         t.rtp_out += 1;
                     }
                     if !t.dirty {
@@ -1426,6 +1453,7 @@ impl Engine {
                 transports,
                 dirty,
                 scratch,
+                buffers,
                 ..
             } = self;
             let Some(ce) = consumers.get_mut(&cid) else {
@@ -1447,7 +1475,7 @@ impl Engine {
                     if let Some(b) = &mut t.bandwidth {
                         b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, false);
                     }
-                    t.transport.send_rtp(now, &scratch[..n]);
+                    t.transport.send_rtp(now, &scratch[..n], buffers);
                     if !t.dirty {
                         t.dirty = true;
                         dirty.push(ce.transport_id);
@@ -1896,6 +1924,7 @@ impl Engine {
             consumers,
             dirty,
             scratch,
+            buffers,
             ..
         } = self;
         let Some(t) = transports.get_mut(&tid) else {
@@ -1932,7 +1961,7 @@ impl Engine {
                 break;
             };
             b.stamp(now, &mut scratch[..n], ce.consumer.transport_cc_ext, true);
-            let _ = t.transport.send_rtp(now, &scratch[..n]);
+            let _ = t.transport.send_rtp(now, &scratch[..n], buffers);
             if let Some(p) = b.probe.as_mut() {
                 p.credit -= n as f64;
             }
@@ -1946,5 +1975,10 @@ impl Engine {
 
     pub(crate) fn poll_transmit(&mut self) -> Option<(Via, SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()
+    }
+
+    /// Takes back a datagram buffer the driver has sent.
+    pub(crate) fn recycle(&mut self, buffer: Vec<u8>) {
+        self.buffers.give(buffer);
     }
 }
