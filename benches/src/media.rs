@@ -303,6 +303,24 @@ struct Cursor {
     shift: u64,
 }
 
+impl Cursor {
+    /// At the start of the loop, with a random sequence number and
+    /// timestamp base, as a browser's stream starts.
+    fn new(track: Track, ssrc: u32, payload_type: u8) -> Cursor {
+        Cursor {
+            track,
+            ssrc,
+            payload_type,
+            index: 0,
+            loops: 0,
+            seq: rand::random(),
+            timestamp_base: rand::random(),
+            skip_to_key_frame: false,
+            shift: 0,
+        }
+    }
+}
+
 /// A packet due at `at` (heap ordered earliest first).
 #[derive(PartialEq, Eq)]
 struct Due {
@@ -333,29 +351,17 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(media: EncodedMedia, plan: &MediaPlan, start: Instant) -> Pacer {
-        let mut cursors = vec![Cursor {
-            track: Track::Audio,
-            ssrc: plan.audio_ssrc,
-            payload_type: OPUS_PAYLOAD_TYPE,
-            index: 0,
-            loops: 0,
-            seq: rand::random(),
-            timestamp_base: rand::random(),
-            skip_to_key_frame: false,
-            shift: 0,
-        }];
+        let mut cursors = vec![Cursor::new(
+            Track::Audio,
+            plan.audio_ssrc,
+            OPUS_PAYLOAD_TYPE,
+        )];
         for (i, encoding) in plan.encodings.iter().enumerate() {
-            cursors.push(Cursor {
-                track: Track::Video(i as u8),
-                ssrc: encoding.ssrc,
-                payload_type: VP8_PAYLOAD_TYPE,
-                index: 0,
-                loops: 0,
-                seq: rand::random(),
-                timestamp_base: rand::random(),
-                skip_to_key_frame: false,
-                shift: 0,
-            });
+            cursors.push(Cursor::new(
+                Track::Video(i as u8),
+                encoding.ssrc,
+                VP8_PAYLOAD_TYPE,
+            ));
         }
         assert_eq!(
             media.video.len(),

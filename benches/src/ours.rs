@@ -259,35 +259,33 @@ pub async fn produce(
         .iter()
         .map(|e| json!({"ssrc": e.ssrc, "maxBitrate": e.bitrate_kbps * 1000}))
         .collect();
-    let video = sio
-        .call(
-            "produce",
-            json!({"transportId": transport, "kind": "video", "appData": {"source": "camera"},
-                   "rtpParameters": {
-                       "mid": "1",
-                       "codecs": [{"mimeType": "video/VP8", "payloadType": VP8_PAYLOAD_TYPE,
-                                   "clockRate": VIDEO_CLOCK_RATE, "parameters": {}, "rtcpFeedback": feedback}],
-                       "headerExtensions": [],
-                       "encodings": encodings,
-                       "rtcp": {"cname": "bench-presenter", "reducedSize": true}}}),
-        )
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let audio = sio
-        .call(
-            "produce",
-            json!({"transportId": transport, "kind": "audio", "appData": {"source": "mic"},
-                   "rtpParameters": {
-                       "mid": "0",
-                       "codecs": [{"mimeType": "audio/opus", "payloadType": OPUS_PAYLOAD_TYPE,
-                                   "clockRate": AUDIO_CLOCK_RATE, "channels": 2,
-                                   "parameters": {"useinbandfec": 1}, "rtcpFeedback": []}],
-                       "headerExtensions": [],
-                       "encodings": [{"ssrc": plan.audio_ssrc}],
-                       "rtcp": {"cname": "bench-presenter", "reducedSize": true}}}),
-        )
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let video = produce_one(
+        sio,
+        transport,
+        "video",
+        "camera",
+        json!({"mid": "1",
+               "codecs": [{"mimeType": "video/VP8", "payloadType": VP8_PAYLOAD_TYPE,
+                           "clockRate": VIDEO_CLOCK_RATE, "parameters": {}, "rtcpFeedback": feedback}],
+               "headerExtensions": [],
+               "encodings": encodings,
+               "rtcp": {"cname": "bench-presenter", "reducedSize": true}}),
+    )
+    .await?;
+    let audio = produce_one(
+        sio,
+        transport,
+        "audio",
+        "mic",
+        json!({"mid": "0",
+               "codecs": [{"mimeType": "audio/opus", "payloadType": OPUS_PAYLOAD_TYPE,
+                           "clockRate": AUDIO_CLOCK_RATE, "channels": 2,
+                           "parameters": {"useinbandfec": 1}, "rtcpFeedback": []}],
+               "headerExtensions": [],
+               "encodings": [{"ssrc": plan.audio_ssrc}],
+               "rtcp": {"cname": "bench-presenter", "reducedSize": true}}),
+    )
+    .await?;
     let id = |v: &Value| {
         v["id"]
             .as_str()
@@ -300,6 +298,22 @@ pub async fn produce(
 /// The transport-wide congestion control extension's URI.
 const TRANSPORT_CC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+async fn produce_one(
+    sio: &mut Sio,
+    transport: &str,
+    kind: &str,
+    source: &str,
+    rtp_parameters: Value,
+) -> anyhow::Result<Value> {
+    sio.call(
+        "produce",
+        json!({"transportId": transport, "kind": kind, "appData": {"source": source},
+               "rtpParameters": rtp_parameters}),
+    )
+    .await
+    .map_err(|e| anyhow!(e))
+}
 
 /// What a bench viewer can receive, derived from the router's
 /// capabilities: Opus, VP8 and its RTX, with NACK and PLI feedback; with

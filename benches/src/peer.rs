@@ -24,7 +24,7 @@ use rtc_stun::textattrs::TextAttribute;
 use rtc_stun::xoraddr::XorMappedAddress;
 use sfu::transport::{
     DtlsCertificate, DtlsEvent, DtlsFingerprint, DtlsSettings, DtlsState, DtlsTransport,
-    FingerprintAlgorithm, HandshakeRole, SrtpProfile, SrtpSession,
+    FingerprintAlgorithm, HandshakeRole, SrtpError, SrtpProfile, SrtpSession,
 };
 
 use crate::params::{
@@ -211,24 +211,23 @@ impl Peer {
 
     /// Protects and queues an RTP packet to the selected candidate.
     pub fn send_rtp(&mut self, packet: &[u8]) -> bool {
-        let (Some(to), Some(srtp)) = (self.selected, self.srtp.as_mut()) else {
-            return false;
-        };
-        match srtp.protect_rtp(packet) {
-            Ok(protected) => {
-                self.transmits.push_back((to, protected));
-                true
-            }
-            Err(_) => false,
-        }
+        self.send_protected(packet, SrtpSession::protect_rtp)
     }
 
     /// Protects and queues an RTCP compound packet.
     pub fn send_rtcp(&mut self, packet: &[u8]) -> bool {
+        self.send_protected(packet, SrtpSession::protect_rtcp)
+    }
+
+    fn send_protected(
+        &mut self,
+        packet: &[u8],
+        protect: impl FnOnce(&mut SrtpSession, &[u8]) -> Result<Vec<u8>, SrtpError>,
+    ) -> bool {
         let (Some(to), Some(srtp)) = (self.selected, self.srtp.as_mut()) else {
             return false;
         };
-        match srtp.protect_rtcp(packet) {
+        match protect(srtp, packet) {
             Ok(protected) => {
                 self.transmits.push_back((to, protected));
                 true
