@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc as tokio_mpsc;
 
-use super::batch::UdpBatch;
+use super::batch::{self, UdpBatch};
 use super::engine::{SocketChange, Via};
 use super::pipe::PipeMessage;
 use super::{Call, Engine, WorkerError, WorkerEvent, WorkerSettings};
@@ -194,7 +194,10 @@ impl Driver {
                 Ok((n, from)) => {
                     self.engine.handle_datagram(now, from, &buf[..n]);
                     handled += 1;
-                    if handled % FLUSH_EVERY == 0 {
+                    // A packet fanned out to a batch's worth of viewers
+                    // leaves before the next datagram is read.
+                    if handled % FLUSH_EVERY == 0 || self.engine.pending_transmits() >= batch::BATCH
+                    {
                         self.flush();
                     }
                 }

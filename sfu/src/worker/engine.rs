@@ -1977,6 +1977,11 @@ impl Engine {
         self.transmits.pop_front()
     }
 
+    /// Datagrams waiting for [`Engine::poll_transmit`].
+    pub(crate) fn pending_transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
     /// Takes back a datagram buffer the driver has sent.
     pub(crate) fn recycle(&mut self, buffer: Vec<u8>) {
         self.buffers.give(buffer);
