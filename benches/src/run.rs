@@ -429,7 +429,11 @@ async fn measure(
     // each viewer's bandwidth: ours; Janus's VideoRoom does not).
     let step = match &*target {
         Target::Webinar { .. } if step => {
-            match bandwidth_step(&viewer_net, &target, viewers + 1, top, certificate).await {
+            // On a thread of its own: its arrival times (and so its
+            // congestion control feedback) must not carry the jitter of
+            // the thread that receives for the whole audience.
+            let step_net = NetThread::spawn("bench-step")?;
+            match bandwidth_step(&step_net, &target, viewers + 1, top, certificate).await {
                 Ok(step) => Some(step),
                 Err(error) => {
                     problems.push(format!("bandwidth step: {error:#}"));
