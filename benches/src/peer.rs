@@ -34,6 +34,10 @@ use crate::params::{
 /// Connectivity checks until one succeeds, then consent checks.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 const CONSENT_INTERVAL: Duration = Duration::from_secs(2);
+/// A browser resends an unanswered DTLS flight after about twice the ICE
+/// round trip (libwebrtc: between 50 ms and 3 s), not after rtc-dtls's
+/// fixed second; on loopback, 200 ms (seven resends: 1.6 s in all).
+const DTLS_RETRANSMIT: Duration = Duration::from_millis(200);
 /// Priority of our host candidate (type preference 126).
 const PRIORITY: u32 = 2_130_706_431;
 
@@ -116,6 +120,7 @@ impl Peer {
                 srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::AesCm128HmacSha1_80],
                 mtu: 1200,
                 srtp_replay_window: 128,
+                retransmit_interval: DTLS_RETRANSMIT,
             },
         );
         Peer {

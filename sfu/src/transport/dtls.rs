@@ -147,6 +147,9 @@ pub struct DtlsSettings {
     pub mtu: usize,
     /// Inbound SRTP replay window handed to the SRTP session.
     pub srtp_replay_window: usize,
+    /// Handshake flights are resent this often while unanswered (seven
+    /// times at most). Zero: rtc-dtls's default, one second.
+    pub retransmit_interval: std::time::Duration,
 }
 
 /// What the DTLS layer reports to its transport.
@@ -281,6 +284,7 @@ impl DtlsTransport {
             .with_verify_peer_certificate(Some(verify))
             .with_extended_master_secret(ExtendedMasterSecretType::Require)
             .with_mtu(self.settings.mtu)
+            .with_flight_interval(self.settings.retransmit_interval)
             .build(is_client, None)
     }
 

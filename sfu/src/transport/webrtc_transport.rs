@@ -260,6 +260,7 @@ impl WebRtcTransport {
                 srtp_profiles: options.srtp_profiles,
                 mtu: options.dtls_mtu,
                 srtp_replay_window: options.srtp_replay_window,
+                retransmit_interval: std::time::Duration::ZERO,
             },
         );
         WebRtcTransport {
