@@ -137,11 +137,6 @@ impl HandleEvents {
             .flatten()
     }
 
-    /// An event already received, if any.
-    pub fn try_next(&mut self) -> Option<Value> {
-        self.rx.try_recv().ok()
-    }
-
     /// Skips events until one satisfies `matches`; fails on timeout and on
     /// `hangup`/`detached` (unless `matches` accepts them).
     pub async fn wait_for(
@@ -438,15 +433,6 @@ impl Janus {
     /// sockets to it: Janus ignores peers on 127.0.0.1.
     pub fn ice_ip(&self) -> IpAddr {
         self.ice_ip
-    }
-
-    pub fn session_id(&self) -> u64 {
-        self.session_id
-    }
-
-    /// `http://127.0.0.1:<port>/janus`
-    pub fn base_url(&self) -> &str {
-        &self.base
     }
 
     /// Janus's own log file.

@@ -69,8 +69,6 @@ pub enum Command {
     /// The layer each viewer last received (sampled viewers only; others
     /// do not decrypt), without taking samples.
     Layers(oneshot::Sender<Vec<(usize, Option<u8>)>>),
-    /// Presenter counters: packets sent and key frame requests.
-    PresenterStats(oneshot::Sender<(u64, u64)>),
     /// Peer states, to wait for connections.
     States(oneshot::Sender<Vec<(usize, PeerState)>>),
     Stop,
@@ -312,17 +310,6 @@ impl Loop {
                         })
                         .collect();
                     let _ = reply.send(layers);
-                }
-                Command::PresenterStats(reply) => {
-                    let stats = self
-                        .slots
-                        .values()
-                        .find_map(|s| match &s.endpoint {
-                            Endpoint::Presenter(p) => Some((p.packets_sent, p.key_frame_requests)),
-                            Endpoint::Viewer(_) => None,
-                        })
-                        .unwrap_or_default();
-                    let _ = reply.send(stats);
                 }
                 Command::States(reply) => {
                     let states = self

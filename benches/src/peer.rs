@@ -103,8 +103,7 @@ pub struct Peer {
     answered: bool,
     checked: bool,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
-    /// When the peer was started and when SRTP got keyed.
-    pub started_at: Option<Instant>,
+    /// When SRTP got keyed.
     pub connected_at: Option<Instant>,
 }
 
@@ -136,7 +135,6 @@ impl Peer {
             answered: false,
             checked: false,
             transmits: VecDeque::new(),
-            started_at: None,
             connected_at: None,
         }
     }
@@ -154,7 +152,6 @@ impl Peer {
     pub fn start(&mut self, now: Instant, remote: RemoteParameters) {
         self.remote = Some(remote);
         self.state = PeerState::Checking;
-        self.started_at = Some(now);
         self.next_check = Some(now);
         self.handle_timeout(now);
     }

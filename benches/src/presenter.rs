@@ -30,9 +30,6 @@ pub struct Presenter {
     budget: f64,
     bytes_per_second: f64,
     last_refill: Option<Instant>,
-    /// Packets and key frame requests, for the report.
-    pub packets_sent: u64,
-    pub key_frame_requests: u64,
 }
 
 impl Presenter {
@@ -46,8 +43,6 @@ impl Presenter {
             budget: 0.0,
             bytes_per_second: video_bitrate as f64 * PACING_FACTOR / 8.0,
             last_refill: None,
-            packets_sent: 0,
-            key_frame_requests: 0,
         }
     }
 
@@ -59,9 +54,7 @@ impl Presenter {
         }
         while let Some(track) = self.media.poll(now, &mut self.packet) {
             if track == Track::Audio {
-                if self.peer.send_rtp(&self.packet) {
-                    self.packets_sent += 1;
-                }
+                self.peer.send_rtp(&self.packet);
             } else {
                 self.queue.push_back(self.packet.clone());
             }
@@ -76,9 +69,7 @@ impl Presenter {
             if packet.len() > RTP_HEADER {
                 stamp::retime(&mut packet[RTP_HEADER..], now);
             }
-            if self.peer.send_rtp(&packet) {
-                self.packets_sent += 1;
-            }
+            self.peer.send_rtp(&packet);
         }
         let paced = (!self.queue.is_empty())
             .then(|| now + Duration::from_secs_f64(-self.budget.min(0.0) / self.bytes_per_second));
@@ -112,13 +103,9 @@ impl Presenter {
         };
         for item in parse_compound(&plain).flatten() {
             match item {
-                RtcpPacket::Pli(pli) => {
-                    self.key_frame_requests += 1;
-                    self.media.request_key_frame(pli.media_ssrc);
-                }
+                RtcpPacket::Pli(pli) => self.media.request_key_frame(pli.media_ssrc),
                 RtcpPacket::Fir(fir) => {
                     for entry in fir.entries() {
-                        self.key_frame_requests += 1;
                         self.media.request_key_frame(entry.ssrc);
                     }
                 }

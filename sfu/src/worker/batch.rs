@@ -17,6 +17,10 @@ pub(super) const BATCH: usize = 64;
 pub(super) struct UdpBatch {
     headers: MultiHeaders<SockaddrStorage>,
     pending: Vec<(SocketAddr, Vec<u8>)>,
+    /// The pending datagrams' destinations in the kernel's form, reused.
+    /// (The `IoSlice`s borrow the datagrams, so that list is made per
+    /// call: one allocation per up to [`BATCH`] datagrams.)
+    addresses: Vec<Option<SockaddrStorage>>,
 }
 
 impl UdpBatch {
@@ -24,6 +28,7 @@ impl UdpBatch {
         UdpBatch {
             headers: MultiHeaders::preallocate(BATCH, None),
             pending: Vec::with_capacity(BATCH),
+            addresses: Vec::with_capacity(BATCH),
         }
     }
 
@@ -40,21 +45,23 @@ impl UdpBatch {
         let mut start = 0;
         let mut dropped = 0;
         let no_control: [ControlMessage<'_>; 0] = [];
+        self.addresses.clear();
+        self.addresses.extend(
+            self.pending
+                .iter()
+                .map(|(to, _)| Some(SockaddrStorage::from(*to))),
+        );
         while start < self.pending.len() {
             let pending = &self.pending[start..];
             let slices: Vec<[IoSlice<'_>; 1]> = pending
                 .iter()
                 .map(|(_, datagram)| [IoSlice::new(datagram)])
                 .collect();
-            let addresses: Vec<Option<SockaddrStorage>> = pending
-                .iter()
-                .map(|(to, _)| Some(SockaddrStorage::from(*to)))
-                .collect();
             let sent = sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.headers,
                 &slices,
-                &addresses,
+                &self.addresses[start..],
                 no_control,
                 MsgFlags::empty(),
             )
