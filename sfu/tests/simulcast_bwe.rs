@@ -40,6 +40,7 @@ use support::peer::{
     parse_vp8, rtp_packet, vp8_payload, ConsumerParameters, RecvTransport, RtpHeader,
     TransportParameters,
 };
+use support::{is_rtp, rtp_ids};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -287,23 +288,6 @@ async fn start_tool(worker: &Worker, router: RouterId) -> Result<Tool> {
 // The bottleneck relay
 // ---------------------------------------------------------------------------
 
-/// An SRTP RTP datagram (RFC 7983 first byte; RFC 5761 keeps RTCP packet
-/// types 192..=223 apart from RTP's marker and payload type byte).
-fn is_rtp(datagram: &[u8]) -> bool {
-    datagram.len() >= 12
-        && (128..=191).contains(&datagram[0])
-        && !(192..=223).contains(&datagram[1])
-}
-
-/// The SSRC and sequence number of an SRTP RTP datagram (both in the
-/// clear).
-fn rtp_ids(datagram: &[u8]) -> (u32, u16) {
-    (
-        u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
-        u16::from_be_bytes([datagram[2], datagram[3]]),
-    )
-}
-
 /// What the relay did to SFU -> viewer RTP.
 #[derive(Default)]
 struct RelayStats {
@@ -394,7 +378,7 @@ impl Bottleneck {
     fn offer(&mut self, datagram: &[u8]) {
         let stats = &self.shared.stats;
         if self.loss > 0.0 && self.rng.next_f64() < self.loss {
-            lock(&stats.dropped).insert(rtp_ids(datagram));
+            lock(&stats.dropped).extend(rtp_ids(datagram));
             *lock(&stats.random_drops) += 1;
             return;
         }
@@ -405,7 +389,7 @@ impl Bottleneck {
             (rate as f64 / 8.0 * MAX_QUEUE_DELAY.as_secs_f64()) as usize
         };
         if self.queued_bytes + datagram.len() > limit.max(3 * 1500) {
-            lock(&stats.dropped).insert(rtp_ids(datagram));
+            lock(&stats.dropped).extend(rtp_ids(datagram));
             *lock(&stats.queue_drops) += 1;
             return;
         }
@@ -475,7 +459,7 @@ async fn relay(viewer_side: UdpSocket, sfu_side: UdpSocket, mut link: Bottleneck
         next_departure = next;
         if let Some(viewer) = viewer {
             *lock(&link.shared.stats.forwarded) += due.len() as u64;
-            lock(&link.shared.stats.passed).extend(due.iter().map(|d| rtp_ids(d)));
+            lock(&link.shared.stats.passed).extend(due.iter().filter_map(|d| rtp_ids(d)));
             for datagram in due {
                 let _ = viewer_side.send_to(&datagram, viewer).await;
             }
@@ -1128,10 +1112,17 @@ const CONGESTED: Duration = Duration::from_secs(12);
 /// How long a layer must be the only one received to count as settled.
 const STEADY: Duration = Duration::from_secs(1);
 
-async fn check_bandwidth_step() -> Result {
+/// A worker with the tool publishing, and one viewer (preferring the top
+/// layer) behind a relay of `rate` bits/s dropping `loss` of its RTP at
+/// random (seeded).
+async fn viewer_behind_relay(
+    rate: u64,
+    loss: f64,
+    seed: u64,
+) -> Result<(Worker, LayerEvents, Tool, Relay, Viewer)> {
     let (worker, router, caps, events) = start().await?;
     let tool = start_tool(&worker, router).await?;
-    let relay = Relay::start(worker.local_addr(), AMPLE, 0.0, 1).await?;
+    let relay = Relay::start(worker.local_addr(), rate, loss, seed).await?;
     let viewer = Viewer::join(
         "viewer",
         &worker,
@@ -1142,6 +1133,11 @@ async fn check_bandwidth_step() -> Result {
         Some(&relay),
     )
     .await?;
+    Ok((worker, events, tool, relay, viewer))
+}
+
+async fn check_bandwidth_step() -> Result {
+    let (_worker, events, tool, relay, viewer) = viewer_behind_relay(AMPLE, 0.0, 1).await?;
     let t0 = Instant::now();
     let at = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
 
@@ -1253,19 +1249,8 @@ const LOSS_CAPACITY: u64 = 10_000_000;
 const OBSERVED: Duration = Duration::from_secs(20);
 
 async fn check_random_loss() -> Result {
-    let (worker, router, caps, events) = start().await?;
-    let tool = start_tool(&worker, router).await?;
-    let relay = Relay::start(worker.local_addr(), LOSS_CAPACITY, RANDOM_LOSS, LOSS_SEED).await?;
-    let viewer = Viewer::join(
-        "viewer",
-        &worker,
-        router,
-        &caps,
-        tool.producer,
-        None,
-        Some(&relay),
-    )
-    .await?;
+    let (worker, events, _tool, relay, viewer) =
+        viewer_behind_relay(LOSS_CAPACITY, RANDOM_LOSS, LOSS_SEED).await?;
     let t0 = Instant::now();
     let top = viewer
         .wait_steady(2, STEADY, Duration::from_secs(15))

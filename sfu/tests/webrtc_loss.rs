@@ -28,6 +28,7 @@ use support::peer::{
     parse_vp8, write_opus, write_vp8, ConsumerParameters, ReceivedRtp, RecvTrack, RecvTransport,
     SendTrack, SendTransport, TransportParameters,
 };
+use support::rtp_ids;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -67,31 +68,12 @@ enum Lossy {
     ToPeer,
 }
 
-/// An SRTP RTP datagram (RFC 7983 first byte; RFC 5761 keeps RTCP packet
-/// types 192..=223 apart from RTP's marker and payload type byte).
-fn is_rtp(datagram: &[u8]) -> bool {
-    datagram.len() >= 12
-        && (128..=191).contains(&datagram[0])
-        && !(192..=223).contains(&datagram[1])
-}
-
 /// The (packet type, format) of the first packet of an SRTCP datagram.
 fn rtcp_type(datagram: &[u8]) -> Option<(u8, u8)> {
     (datagram.len() >= 8
         && (128..=191).contains(&datagram[0])
         && (192..=223).contains(&datagram[1]))
     .then(|| (datagram[1], datagram[0] & 0x1f))
-}
-
-/// The SSRC and sequence number of an SRTP RTP datagram (both in the
-/// clear).
-fn rtp_ids(datagram: &[u8]) -> Option<(u32, u16)> {
-    is_rtp(datagram).then(|| {
-        (
-            u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
-            u16::from_be_bytes([datagram[2], datagram[3]]),
-        )
-    })
 }
 
 /// Drops every [`DROP_EVERY`]th RTP datagram of each SSRC, starting with
