@@ -74,14 +74,7 @@ async fn a_live_webinar_works_in_chromium() {
         .await;
     assert_eq!(status, 201);
     let wid = w["id"].as_str().unwrap().to_string();
-    let (status, host) = server
-        .call(
-            "POST",
-            &format!("/api/v1/webinars/{wid}/join"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, host) = server.join_as_host(&wid, &admin).await;
     assert_eq!(status, 200);
     let mut tokens = Vec::new();
     let mut registrations = Vec::new();
@@ -143,14 +136,7 @@ async fn a_viewer_decodes_each_of_three_simulcast_layers_in_chromium() {
     let server = TestServer::start_with(settings).await;
     let admin = server.admin().await;
     let wid = server.create_webinar(&admin, false).await;
-    let (status, host) = server
-        .call(
-            "POST",
-            &format!("/api/v1/webinars/{wid}/join"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, host) = server.join_as_host(&wid, &admin).await;
     assert_eq!(status, 200);
     let (rid, key, _) = server.register(&wid, &unique_email("s3")).await;
     let (status, viewer) = server.join_as(&wid, &rid, &key).await;

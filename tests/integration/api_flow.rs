@@ -199,14 +199,7 @@ async fn ended_webinars_refuse_joins_registrations_and_edits() {
         (status, body["error"]["code"].as_str()),
         (409, Some("webinar_ended"))
     );
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/api/v1/webinars/{wid}/join"),
-            Some(&host),
-            None,
-        )
-        .await;
+    let (status, body) = server.join_as_host(&wid, &host).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("webinar_ended"))

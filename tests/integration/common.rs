@@ -243,6 +243,17 @@ impl TestServer {
         )
     }
 
+    /// `POST /webinars/{id}/join` as a host or co-host, with a login token.
+    pub async fn join_as_host(&self, webinar: &str, login_token: &str) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/api/v1/webinars/{webinar}/join"),
+            Some(login_token),
+            None,
+        )
+        .await
+    }
+
     pub async fn join_as(&self, webinar: &str, rid: &str, key: &str) -> (u16, Value) {
         self.call(
             "POST",

@@ -12,14 +12,7 @@ use webinar_bench::sio::Sio;
 async fn setup(server: &TestServer) -> (String, String) {
     let admin = server.admin().await;
     let wid = server.create_webinar(&admin, false).await;
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/api/v1/webinars/{wid}/join"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = server.join_as_host(&wid, &admin).await;
     assert_eq!(status, 200, "{body}");
     (wid, body["token"].as_str().unwrap().to_string())
 }
